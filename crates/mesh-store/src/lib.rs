@@ -1,1 +1,125 @@
-//! Placeholder; see the crate description.
+//! PostgreSQL adapter of Identity Mesh: the system of record.
+//!
+//! This crate owns the connection pool, the embedded migrations (`meshd migrate`) and the
+//! repositories the services write through. Every service follows one pattern (DESIGN.md §4):
+//! read a batch of messages, open one transaction, [`inbox::claim`] the message ids, apply the
+//! effect of the newly claimed ones, commit, publish outputs, then ack. A redelivered message
+//! finds its id claimed and has no second effect.
+//!
+//! Queries use sqlx's runtime-checked `query`/`query_as` functions rather than the compile-time
+//! macros, so the workspace builds on a machine without a database and without committed
+//! offline data.
+
+pub mod inbox;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+/// The embedded migrations, applied in order by [`migrate`].
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// What went wrong talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The connection URL could not be parsed.
+    #[error("invalid PostgreSQL URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// No connection could be opened.
+    #[error("cannot connect to PostgreSQL at {host}")]
+    Connect {
+        /// Host and port only: URLs may carry passwords.
+        host: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A statement failed.
+    #[error("{what} failed")]
+    Query {
+        /// What the statement was doing, e.g. "claiming inbox ids".
+        what: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl StoreError {
+    /// Returns true when the error comes from the connection rather than the data (the server
+    /// is down, the pool timed out, the transaction was a serialization victim): retrying the
+    /// same work later may succeed, so a consumer should nak with backoff rather than
+    /// dead-letter.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::InvalidUrl(_) | Self::Migrate(_) => false,
+            Self::Query { source, .. } => is_transient(source),
+        }
+    }
+
+    /// Wraps a driver error with what was being done.
+    pub fn query(what: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Query { what, source }
+    }
+}
+
+/// Returns true for driver errors that retrying may cure.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // serialization_failure, deadlock_detected, admin_shutdown, crash_shutdown,
+            // cannot_connect_now, too_many_connections
+            Some("40001" | "40P01" | "57P01" | "57P02" | "57P03" | "53300")
+        ),
+        _ => false,
+    }
+}
+
+/// Opens a pool on `url` with at most `max_connections` connections, failing fast (5 s) if
+/// PostgreSQL does not answer.
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(StoreError::InvalidUrl)?;
+    let host = format!("{}:{}", options.get_host(), options.get_port());
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect { host, source })
+}
+
+/// Opens a pool that connects on first use, so a service can start (and report not-ready)
+/// while PostgreSQL is down.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(StoreError::InvalidUrl)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options))
+}
+
+/// Applies every pending migration. Safe to run concurrently from several processes: sqlx
+/// takes an advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await.map_err(StoreError::Migrate)
+}
+
+/// Checks that PostgreSQL answers a trivial query.
+pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(StoreError::query("pinging PostgreSQL"))
+}
