@@ -5,7 +5,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool};
 
 fn admin_url() -> String {
-    std::env::var("MESH_TEST_POSTGRES_URL")
+    std::env::var("MESHTEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
@@ -20,7 +20,7 @@ impl TestDatabase {
     /// Creates an empty database named `mesh_test_<uuid>`.
     pub async fn create() -> anyhow::Result<Self> {
         let name = format!("mesh_test_{}", uuid::Uuid::new_v4().simple());
-        let admin: PgConnectOptions = admin_url().parse().context("MESH_TEST_POSTGRES_URL")?;
+        let admin: PgConnectOptions = admin_url().parse().context("MESHTEST_POSTGRES_URL")?;
         let mut conn = admin
             .connect()
             .await

@@ -7,10 +7,10 @@
 //! - [`RedisPrefix`]: a key prefix per test on the local Redis, its keys deleted after.
 //! - [`assert_eventually!`]: poll a condition until a deadline instead of sleeping.
 //!
-//! The servers are found as `scripts/dev-setup` leaves them: `MESH_NATS_SERVER` (a path to the
+//! The servers are found as `scripts/dev-setup` leaves them: `MESHTEST_NATS_SERVER` (a path to the
 //! binary), else `.dev/venv/bin/nats-server` in the workspace, else `nats-server` on PATH if it is
-//! 2.12 or newer. PostgreSQL is `MESH_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`), Redis is `MESH_TEST_REDIS_URL` (default
+//! 2.12 or newer. PostgreSQL is `MESHTEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), Redis is `MESHTEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`).
 
 mod database;

@@ -121,7 +121,7 @@ impl Drop for NatsServer {
 }
 
 fn find_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("MESH_NATS_SERVER") {
+    if let Some(path) = std::env::var_os("MESHTEST_NATS_SERVER") {
         return Ok(PathBuf::from(path));
     }
     let dev = crate::workspace_root().join(".dev/venv/bin/nats-server");
@@ -135,11 +135,11 @@ fn find_binary() -> anyhow::Result<PathBuf> {
             return Ok(PathBuf::from("nats-server"));
         }
         bail!(
-            "nats-server on PATH is too old ({}); run scripts/dev-setup or set MESH_NATS_SERVER",
+            "nats-server on PATH is too old ({}); run scripts/dev-setup or set MESHTEST_NATS_SERVER",
             text.trim()
         );
     }
-    bail!("no nats-server found; run scripts/dev-setup or set MESH_NATS_SERVER")
+    bail!("no nats-server found; run scripts/dev-setup or set MESHTEST_NATS_SERVER")
 }
 
 /// Parses `nats-server: v2.15.1` into (2, 15).

@@ -11,11 +11,11 @@ pub struct RedisPrefix {
 }
 
 impl RedisPrefix {
-    /// Picks a new prefix on the Redis at `MESH_TEST_REDIS_URL` (default
+    /// Picks a new prefix on the Redis at `MESHTEST_REDIS_URL` (default
     /// `redis://127.0.0.1:6379`).
     pub fn new() -> Self {
         Self {
-            url: std::env::var("MESH_TEST_REDIS_URL")
+            url: std::env::var("MESHTEST_REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             prefix: format!("mesh-test:{}:", uuid::Uuid::new_v4().simple()),
         }

@@ -1,0 +1,521 @@
+//! The micro-batch consume loop every stage runs.
+//!
+//! ```text
+//! pull ─▶ batch (≤ N messages, ≤ T after the first) ─▶ handler ─Ok─▶ ack all
+//!                                                        │
+//!                          Transient (a dependency is down) ─▶ nak all with backoff
+//!                          Failed / Poison, batch of many ─▶ retry each message alone
+//!                          Failed, alone, < max_deliver    ─▶ nak with backoff
+//!                          Failed ≥ max_deliver, or Poison ─▶ MESH_DLQ, then term
+//! ```
+//!
+//! Invariants:
+//! - A message is acked only after the handler returned Ok for a batch holding it, so its
+//!   effect is durable before JetStream forgets it (the handler commits before returning).
+//! - A failing message never blocks the ones behind it: a failed batch is split and each
+//!   message retried alone, so only the poison one is naked and, after its bounded deliveries,
+//!   dead-lettered; a dead letter is stored before the original is terminated.
+//! - A failing dependency (PostgreSQL down) is not the message's fault: [`HandlerError::
+//!   Transient`] naks with backoff and never dead-letters, however long the outage.
+//! - A handler panic is caught and treated as [`HandlerError::Failed`].
+//! - On shutdown the loop stops pulling, finishes the batch in hand (handler, acks), and
+//!   returns; unacked messages are redelivered to the next instance.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use chrono::Utc;
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::publish::Outgoing;
+use crate::topology::ConsumerSpec;
+use crate::{Bus, BusError, headers};
+
+/// A boxed error, as handlers return them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a handler could not process a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A dependency failed (PostgreSQL unreachable, a serialization conflict): retry the whole
+    /// batch later; never dead-letter for this.
+    #[error("transient failure")]
+    Transient(#[source] BoxError),
+    /// Processing failed and may fail again: retry each message alone, and dead-letter one
+    /// that still fails after the bounded deliveries.
+    #[error("processing failed")]
+    Failed(#[source] BoxError),
+    /// A message can never be processed (it does not decode, it breaks an invariant):
+    /// dead-letter it at once.
+    #[error("poison message")]
+    Poison(#[source] BoxError),
+}
+
+impl HandlerError {
+    /// Wraps `error` as [`HandlerError::Transient`].
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        Self::Transient(error.into())
+    }
+
+    /// Wraps `error` as [`HandlerError::Failed`].
+    pub fn failed(error: impl Into<BoxError>) -> Self {
+        Self::Failed(error.into())
+    }
+
+    /// Wraps `error` as [`HandlerError::Poison`].
+    pub fn poison(error: impl Into<BoxError>) -> Self {
+        Self::Poison(error.into())
+    }
+
+    /// Renders the error with its whole source chain, for dead letters and logs.
+    pub fn reason(&self) -> String {
+        let mut reason = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(error) = source {
+            reason.push_str(": ");
+            reason.push_str(&error.to_string());
+            source = error.source();
+        }
+        reason
+    }
+}
+
+/// Processes batches of deliveries. The handler must make its effect durable (commit) before
+/// returning Ok, and should use the inbox so that a redelivered message has no second effect.
+pub trait BatchHandler: Send + Sync {
+    /// Handles one batch; all of it succeeds or none of it does.
+    fn handle(&self, batch: &[Delivery]) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How a consume loop batches and retries.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// The most messages in one batch.
+    pub batch_size: usize,
+    /// How long to wait for more messages after the first one of a batch arrived. Zero takes
+    /// whatever is already buffered, for the lowest latency.
+    pub batch_wait: Duration,
+    /// How many deliveries a failing message gets before it is dead-lettered.
+    pub max_deliver: u32,
+    /// The nak delay after the first, second, ... failed delivery; the last one repeats.
+    pub backoff: Vec<Duration>,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            batch_wait: Duration::from_millis(5),
+            max_deliver: 5,
+            backoff: vec![
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+            ],
+        }
+    }
+}
+
+impl ConsumerSettings {
+    fn backoff_for(&self, delivered: u32) -> Duration {
+        let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.backoff
+            .get(index)
+            .or(self.backoff.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// One message delivered to a stage, with the span that traces its processing.
+#[derive(Debug)]
+pub struct Delivery {
+    message: jetstream::Message,
+    span: tracing::Span,
+    stream_sequence: u64,
+    delivered: u32,
+}
+
+impl Delivery {
+    fn new(message: jetstream::Message, consumer: &str) -> Self {
+        let (stream_sequence, delivered) = message
+            .info()
+            .map(|info| {
+                (
+                    info.stream_sequence,
+                    u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                )
+            })
+            .unwrap_or((0, 1));
+        let span = tracing::info_span!(
+            "mesh.consume",
+            otel.kind = "consumer",
+            messaging.system = "nats",
+            messaging.destination.name = %message.subject,
+            messaging.consumer.group.name = consumer,
+            messaging.message.id = tracing::field::Empty,
+            delivered,
+        );
+        if let Some(headers) = &message.headers {
+            headers::set_parent_from_headers(&span, headers);
+            if let Some(id) = headers.get(headers::MSG_ID) {
+                span.record("messaging.message.id", id.as_str());
+            }
+        }
+        Self {
+            message,
+            span,
+            stream_sequence,
+            delivered,
+        }
+    }
+
+    /// Returns the subject it was published on.
+    pub fn subject(&self) -> &str {
+        self.message.subject.as_str()
+    }
+
+    /// Returns the payload.
+    pub fn payload(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    /// Returns a header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
+    }
+
+    /// Returns the `Nats-Msg-Id`, the key for the inbox; falls back to the stream sequence for
+    /// a message published without one.
+    pub fn msg_id(&self) -> std::borrow::Cow<'_, str> {
+        match self.header(headers::MSG_ID) {
+            Some(id) => std::borrow::Cow::Borrowed(id),
+            None => std::borrow::Cow::Owned(format!("seq:{}", self.stream_sequence)),
+        }
+    }
+
+    /// Returns the `Mesh-Schema` header.
+    pub fn schema(&self) -> Option<&str> {
+        self.header(headers::SCHEMA)
+    }
+
+    /// Returns its sequence in the stream.
+    pub fn stream_sequence(&self) -> u64 {
+        self.stream_sequence
+    }
+
+    /// Returns how many times it has been delivered, this time included.
+    pub fn delivered(&self) -> u32 {
+        self.delivered
+    }
+
+    /// Returns the span of its processing, a child of the producer's span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Decodes the payload as `M`; a failure is [`HandlerError::Poison`].
+    pub fn decode<M: prost::Message + Default>(&self) -> Result<M, HandlerError> {
+        M::decode(self.payload()).map_err(|e| {
+            HandlerError::poison(format!(
+                "payload on {} is not a valid {}: {e}",
+                self.subject(),
+                std::any::type_name::<M>()
+            ))
+        })
+    }
+
+    /// Decodes the payload as the domain event `E`, checking every field; a failure is
+    /// [`HandlerError::Poison`].
+    pub fn decode_event<E: mesh_proto::WireEvent>(&self) -> Result<E, HandlerError> {
+        E::from_wire(self.payload()).map_err(|e| {
+            HandlerError::poison(format!(
+                "payload on {} (stream sequence {}) is not a valid {}: {e}",
+                self.subject(),
+                self.stream_sequence,
+                E::SCHEMA
+            ))
+        })
+    }
+
+    async fn ack(&self, kind: AckKind) {
+        if let Err(error) = self.message.ack_with(kind).await {
+            // The message will be redelivered; the inbox makes that harmless.
+            tracing::warn!(error = %error, subject = %self.subject(), "ack not sent");
+        }
+    }
+}
+
+/// Runs the consume loop of `spec` with `handler` until `shutdown` is cancelled.
+pub async fn run_consumer<H: BatchHandler>(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+    settings: &ConsumerSettings,
+    handler: &H,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let runner = Runner {
+        bus,
+        spec,
+        settings,
+        handler,
+    };
+    runner.run(shutdown).await
+}
+
+struct Runner<'a, H> {
+    bus: &'a Bus,
+    spec: &'a ConsumerSpec,
+    settings: &'a ConsumerSettings,
+    handler: &'a H,
+}
+
+impl<H: BatchHandler> Runner<'_, H> {
+    async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
+        let consumer = self.open_until_ready(&shutdown).await?;
+        let Some(consumer) = consumer else {
+            return Ok(());
+        };
+        tracing::info!(consumer = %self.spec.durable, stream = %self.spec.stream, "consuming");
+        'pull: while !shutdown.is_cancelled() {
+            let mut messages = match consumer
+                .stream()
+                .max_messages_per_batch(self.settings.batch_size.saturating_mul(2).max(1))
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+            {
+                Ok(messages) => messages,
+                Err(source) => {
+                    let error = BusError::Pull {
+                        consumer: self.spec.durable.clone(),
+                        source,
+                    };
+                    tracing::warn!(error = %error, "pull failed; retrying");
+                    if sleep_or_cancel(Duration::from_millis(500), &shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break 'pull,
+                    next = messages.next() => next,
+                };
+                let mut batch = Vec::with_capacity(self.settings.batch_size);
+                let mut broken = false;
+                match first {
+                    Some(Ok(message)) => batch.push(Delivery::new(message, &self.spec.durable)),
+                    Some(Err(error)) => {
+                        tracing::warn!(error = %error, consumer = %self.spec.durable, "pull interrupted; reopening");
+                        broken = true;
+                    }
+                    None => broken = true,
+                }
+                let deadline = Instant::now() + self.settings.batch_wait;
+                while !broken && batch.len() < self.settings.batch_size {
+                    match tokio::time::timeout_at(deadline, messages.next()).await {
+                        Ok(Some(Ok(message))) => {
+                            batch.push(Delivery::new(message, &self.spec.durable));
+                        }
+                        Ok(Some(Err(error))) => {
+                            tracing::warn!(error = %error, consumer = %self.spec.durable, "pull interrupted; reopening");
+                            broken = true;
+                        }
+                        Ok(None) => broken = true,
+                        Err(_elapsed) => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    self.process(batch).await;
+                }
+                if broken {
+                    if sleep_or_cancel(Duration::from_millis(200), &shutdown).await {
+                        break 'pull;
+                    }
+                    continue 'pull;
+                }
+            }
+        }
+        tracing::info!(consumer = %self.spec.durable, "consumer stopped");
+        Ok(())
+    }
+
+    /// Opens the consumer, retrying while NATS is unreachable. Returns None on shutdown.
+    async fn open_until_ready(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<jetstream::consumer::PullConsumer>, BusError> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.spec.open(self.bus.jetstream()).await {
+                Ok(consumer) => return Ok(Some(consumer)),
+                Err(error) => {
+                    tracing::warn!(error = %error, consumer = %self.spec.durable, "consumer not available yet; retrying");
+                }
+            }
+            if sleep_or_cancel(delay, shutdown).await {
+                return Ok(None);
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn process(&self, batch: Vec<Delivery>) {
+        let span = tracing::info_span!(
+            "mesh.batch",
+            consumer = %self.spec.durable,
+            size = batch.len()
+        );
+        match self.call_handler(&batch).instrument(span.clone()).await {
+            Ok(()) => {
+                for delivery in &batch {
+                    delivery.ack(AckKind::Ack).await;
+                }
+            }
+            Err(HandlerError::Transient(error)) => {
+                tracing::warn!(parent: &span, error = %error, consumer = %self.spec.durable, "dependency failed; retrying batch later");
+                for delivery in &batch {
+                    let delay = self.settings.backoff_for(delivery.delivered);
+                    delivery.ack(AckKind::Nak(Some(delay))).await;
+                }
+            }
+            Err(error) if batch.len() > 1 => {
+                tracing::info!(parent: &span, error = %error.reason(), "batch failed; retrying each message alone");
+                for delivery in batch {
+                    Box::pin(self.process(vec![delivery])).await;
+                }
+            }
+            Err(error) => {
+                let Some(delivery) = batch.into_iter().next() else {
+                    return;
+                };
+                let give_up = matches!(error, HandlerError::Poison(_))
+                    || delivery.delivered >= self.settings.max_deliver;
+                if give_up {
+                    self.dead_letter(&delivery, &error).await;
+                } else {
+                    let delay = self.settings.backoff_for(delivery.delivered);
+                    tracing::info!(parent: delivery.span(), error = %error.reason(), delivered = delivery.delivered, "message failed; will retry");
+                    delivery.ack(AckKind::Nak(Some(delay))).await;
+                }
+            }
+        }
+    }
+
+    async fn call_handler(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        match AssertUnwindSafe(self.handler.handle(batch))
+            .catch_unwind()
+            .await
+        {
+            Ok(result) => result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                Err(HandlerError::failed(format!("handler panicked: {what}")))
+            }
+        }
+    }
+
+    /// Stores the message in MESH_DLQ, then terminates it. If the dead letter cannot be stored
+    /// the message is naked instead, so nothing is lost.
+    async fn dead_letter(&self, delivery: &Delivery, error: &HandlerError) {
+        let reason = error.reason();
+        let letter = mesh_model::DeadLetter {
+            stage: self.spec.durable.clone(),
+            subject: delivery.subject().to_owned(),
+            stream: self.spec.stream.clone(),
+            stream_sequence: delivery.stream_sequence,
+            schema: delivery.schema().map(str::to_owned),
+            headers: delivery
+                .message
+                .headers
+                .as_ref()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .map(|(name, values)| {
+                            (
+                                name.to_string(),
+                                values.iter().map(|v| v.as_str().to_owned()).collect(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            payload: delivery.payload().to_vec(),
+            reason: reason.clone(),
+            attempts: delivery.delivered,
+            failed_at: Utc::now(),
+        };
+        let mut outgoing = Outgoing::event(
+            format!("mesh.dlq.{}", self.spec.durable),
+            format!(
+                "dlq:{}:{}:{}",
+                self.spec.durable, self.spec.stream, delivery.stream_sequence
+            ),
+            letter,
+        );
+        outgoing.span = delivery.span.clone();
+        match self.bus.publisher().publish(outgoing).await {
+            Ok(_) => {
+                tracing::warn!(parent: delivery.span(), reason = %reason, attempts = delivery.delivered, consumer = %self.spec.durable, "message dead-lettered");
+                delivery.ack(AckKind::Term).await;
+            }
+            Err(publish_error) => {
+                tracing::error!(parent: delivery.span(), error = %publish_error, "dead letter not stored; retrying message");
+                let delay = self.settings.backoff_for(delivery.delivered);
+                delivery.ack(AckKind::Nak(Some(delay))).await;
+            }
+        }
+    }
+}
+
+/// Sleeps for `duration`; returns true if `shutdown` was cancelled first.
+async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_repeats_its_last_step() {
+        let settings = ConsumerSettings {
+            backoff: vec![Duration::from_millis(1), Duration::from_millis(2)],
+            ..ConsumerSettings::default()
+        };
+        assert_eq!(settings.backoff_for(1), Duration::from_millis(1));
+        assert_eq!(settings.backoff_for(2), Duration::from_millis(2));
+        assert_eq!(settings.backoff_for(9), Duration::from_millis(2));
+        assert_eq!(settings.backoff_for(0), Duration::from_millis(1));
+    }
+
+    #[test]
+    fn reason_includes_the_source_chain() {
+        let io = std::io::Error::other("disk on fire");
+        let error = HandlerError::failed(io);
+        assert_eq!(error.reason(), "processing failed: disk on fire");
+    }
+}

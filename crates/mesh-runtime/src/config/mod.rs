@@ -1,0 +1,404 @@
+//! Service configuration: defaults, then an optional TOML file, then `MESH_*` environment
+//! variables, each layer overriding the one before.
+//!
+//! Environment variables nest with `__`: `MESH_NATS__URL` sets `nats.url`,
+//! `MESH_BUS__BATCH_SIZE` sets `bus.batch_size`. Values are read as TOML scalars, so
+//! `MESH_BUS__BATCH_SIZE=10` is an integer and `MESH_BUS__BACKOFF=["1s","5s"]` a list.
+//! `MESH_CONFIG_FILE` is not a key: binaries read it to find the file.
+//!
+//! Invariants:
+//! - Every section is `#[serde(deny_unknown_fields)]` and has defaults, so a misspelt key or a
+//!   wrong type fails at start with a [`ConfigError`] naming the key and its origin (the file
+//!   path or the environment variable), never silently falls back to a default.
+//! - Credentials never reach a log: URLs are [`SecretUrl`], tokens are [`Secret`], and the
+//!   `Debug` of every section redacts them.
+//!
+//! Durations accept `"30s"`, `"500ms"`, `"1m30s"` or a number of seconds (see
+//! [`parse_duration`]). docs/configuration.md lists every key with its default and variable.
+//!
+//! # Adding a section
+//! A later service adds its own section by adding a field to [`MeshConfig`] with a struct that
+//! is `#[serde(default, deny_unknown_fields)]`, implements `Default`, and (if it has cross-field
+//! rules) contributes to [`MeshConfig::check`]; then it documents the keys in
+//! docs/configuration.md. Binaries with a different top-level shape can reuse
+//! [`figment()`](fn@figment) and [`extract`] with their own type.
+
+mod duration;
+mod error;
+mod secret;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, ConfigProblem, ProblemKind, env_var_for};
+pub use secret::{REDACTED, Secret, SecretUrl, redacted_url};
+
+/// Prefix of the environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "MESH_";
+
+/// Environment variable naming the configuration file; it is not itself a configuration key.
+pub const ENV_CONFIG_FILE: &str = "MESH_CONFIG_FILE";
+
+/// The configuration of a `meshd` process: shared sections, one per adapter or concern.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MeshConfig {
+    /// NATS JetStream connection.
+    pub nats: NatsConfig,
+    /// PostgreSQL connection pool.
+    pub postgres: PostgresConfig,
+    /// Redis connection (risk service hot state).
+    pub redis: RedisConfig,
+    /// Admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: AdminConfig,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Consumer batching and redelivery defaults shared by every stage.
+    pub bus: BusConfig,
+}
+
+/// NATS connection settings. At most one of `credentials_file`, `nkey_seed_file`, `token`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NatsConfig {
+    /// Server URL(s); `nats://`, `tls://`, `ws://` or `wss://`. Default `nats://127.0.0.1:4222`.
+    pub url: SecretUrl,
+    /// A `.creds` file (JWT + nkey seed), for decentralised auth.
+    pub credentials_file: Option<PathBuf>,
+    /// A file holding an nkey seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A shared token.
+    pub token: Option<Secret<String>>,
+    /// How long to wait for the first connection. Default 5s.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("nats://127.0.0.1:4222"),
+            credentials_file: None,
+            nkey_seed_file: None,
+            token: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// PostgreSQL pool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// Connection URL. Default `postgres://postgres@127.0.0.1:5432/identitymesh`.
+    pub url: SecretUrl,
+    /// Pool size. Default 10.
+    pub max_connections: u32,
+    /// TLS mode; when unset, the URL's `sslmode` (or the driver's default, `prefer`) applies.
+    pub tls_mode: Option<PgTlsMode>,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/identitymesh"),
+            max_connections: 10,
+            tls_mode: None,
+        }
+    }
+}
+
+/// PostgreSQL `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgTlsMode {
+    /// No TLS.
+    Disable,
+    /// TLS only if the server insists.
+    Allow,
+    /// TLS if the server supports it.
+    Prefer,
+    /// TLS, without certificate verification.
+    Require,
+    /// TLS, verifying the certificate chain.
+    VerifyCa,
+    /// TLS, verifying the chain and the host name.
+    VerifyFull,
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Connection URL (`redis://`, `rediss://`). Default `redis://127.0.0.1:6379`.
+    pub url: SecretUrl,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("redis://127.0.0.1:6379"),
+        }
+    }
+}
+
+/// Admin HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminConfig {
+    /// Listen address. Default `0.0.0.0:9464`.
+    pub listen: SocketAddr,
+    /// Time allowed to each readiness check before it counts as failed. Default 2s.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub readiness_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 9464)),
+            readiness_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Log output settings; trace export is driven by the standard `OTEL_*` variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TelemetryConfig {
+    /// `pretty` (human-readable lines) or `json` (one object per line). Default `pretty`.
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive (`info`, `mesh_bus=debug,info`). `RUST_LOG` overrides it.
+    /// Default `info`.
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable single lines, coloured on a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Graceful shutdown settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ShutdownConfig {
+    /// Time given to in-flight work after SIGTERM/SIGINT before it is aborted. Default 30s.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Consumer batching and redelivery defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BusConfig {
+    /// Most messages handed to a handler at once. Default 256.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill, in milliseconds. Default 50.
+    pub batch_wait_ms: u64,
+    /// Deliveries of one message before it goes to the dead-letter stream. Default 5.
+    pub max_deliver: u32,
+    /// Time JetStream waits for an ack before redelivering. Default 30s.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub ack_wait: Duration,
+    /// Redelivery delays after each failed delivery; must be shorter than `max_deliver`.
+    /// Default `["1s", "5s", "30s"]`.
+    #[serde(deserialize_with = "duration::list::deserialize")]
+    pub backoff: Vec<Duration>,
+}
+
+impl BusConfig {
+    /// Returns `batch_wait_ms` as a [`Duration`].
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 256,
+            batch_wait_ms: 50,
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+            backoff: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            ],
+        }
+    }
+}
+
+/// Builds the layered sources: the TOML file (if any, which must exist), then `MESH_*`
+/// variables. Defaults come from the types themselves.
+pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::MissingFile {
+                path: path.to_owned(),
+            });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    Ok(figment.merge(env_provider()))
+}
+
+/// The `MESH_*` environment provider: `__` separates nesting levels.
+fn env_provider() -> Env {
+    let config_file_key = &ENV_CONFIG_FILE[ENV_PREFIX.len()..];
+    Env::prefixed(ENV_PREFIX)
+        .ignore(&[config_file_key])
+        .split("__")
+}
+
+/// Extracts any configuration type from `figment`, mapping errors to [`ConfigError`].
+pub fn extract<T: DeserializeOwned>(figment: &Figment) -> Result<T, ConfigError> {
+    figment.extract().map_err(ConfigError::from_figment)
+}
+
+impl MeshConfig {
+    /// Loads defaults, then `file` (if given), then `MESH_*` variables, and checks the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_figment(&figment(file)?)
+    }
+
+    /// Extracts and checks the configuration from prepared sources (tests merge strings here).
+    pub fn from_figment(figment: &Figment) -> Result<Self, ConfigError> {
+        let config: Self = extract(figment)?;
+        let problems = config.check();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::from_checks(figment, problems))
+        }
+    }
+
+    /// Returns the cross-field problems as `(key, message)` pairs; empty when the config is valid.
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut require = |ok: bool, key: &str, message: String| {
+            if !ok {
+                problems.push((key.to_owned(), message));
+            }
+        };
+        let scheme_in = |url: &SecretUrl, schemes: &[&str]| {
+            url.scheme()
+                .is_some_and(|s| schemes.iter().any(|ok| ok.eq_ignore_ascii_case(s)))
+        };
+
+        let nats_schemes = ["nats", "tls", "ws", "wss"];
+        require(
+            self.nats
+                .url
+                .expose()
+                .split(',')
+                .all(|u| scheme_in(&SecretUrl::new(u.trim()), &nats_schemes)),
+            "nats.url",
+            format!(
+                "expected a URL with scheme {}, found {}",
+                nats_schemes.join("|"),
+                self.nats.url
+            ),
+        );
+        let auth_methods = [
+            self.nats.credentials_file.is_some(),
+            self.nats.nkey_seed_file.is_some(),
+            self.nats.token.is_some(),
+        ];
+        require(
+            auth_methods.iter().filter(|set| **set).count() <= 1,
+            "nats",
+            "set at most one of credentials_file, nkey_seed_file, token".to_owned(),
+        );
+        require(
+            scheme_in(&self.postgres.url, &["postgres", "postgresql"]),
+            "postgres.url",
+            format!("expected a postgres:// URL, found {}", self.postgres.url),
+        );
+        require(
+            self.postgres.max_connections >= 1,
+            "postgres.max_connections",
+            "must be at least 1".to_owned(),
+        );
+        require(
+            scheme_in(&self.redis.url, &["redis", "rediss", "redis+unix", "unix"]),
+            "redis.url",
+            format!(
+                "expected a redis:// or rediss:// URL, found {}",
+                self.redis.url
+            ),
+        );
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter) {
+            require(
+                false,
+                "telemetry.log_filter",
+                format!("invalid filter: {e}"),
+            );
+        }
+        require(
+            self.bus.batch_size >= 1,
+            "bus.batch_size",
+            "must be at least 1".to_owned(),
+        );
+        require(
+            self.bus.max_deliver >= 1,
+            "bus.max_deliver",
+            "must be at least 1".to_owned(),
+        );
+        // JetStream rejects a consumer whose backoff list is not shorter than max_deliver.
+        require(
+            self.bus.backoff.len() < self.bus.max_deliver as usize,
+            "bus.backoff",
+            format!(
+                "has {} entries; JetStream needs fewer than bus.max_deliver ({})",
+                self.bus.backoff.len(),
+                self.bus.max_deliver
+            ),
+        );
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! The one place metric names and help strings live.
+//!
+//! Names follow Prometheus conventions: `mesh_<area>_<what>` in snake case, base units
+//! (`_seconds`, `_bytes`). Counters are declared **without** `_total`: the OpenMetrics encoder
+//! appends it, so [`BUS_MESSAGES_ACKED`] is scraped as `mesh_bus_messages_acked_total`
+//! ([`MetricDef::exposed_name`]). A name, once published, is never reused for another meaning.
+
+use prometheus_client::encoding::EncodeMetric;
+use prometheus_client::metrics::MetricType;
+
+/// The type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic count; scraped with a `_total` suffix.
+    Counter,
+    /// Value that goes up and down.
+    Gauge,
+    /// Distribution over buckets.
+    Histogram,
+}
+
+impl MetricKind {
+    /// Returns whether `metric` is of this kind.
+    pub fn matches(&self, metric: &impl EncodeMetric) -> bool {
+        matches!(
+            (self, metric.metric_type()),
+            (MetricKind::Counter, MetricType::Counter)
+                | (MetricKind::Gauge, MetricType::Gauge)
+                | (MetricKind::Histogram, MetricType::Histogram)
+        )
+    }
+}
+
+/// A metric's registration name, help string and type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    /// Registration name (counters without `_total`).
+    pub name: &'static str,
+    /// One-line help shown by Prometheus.
+    pub help: &'static str,
+    /// Type of the metric.
+    pub kind: MetricKind,
+}
+
+impl MetricDef {
+    const fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Counter,
+        }
+    }
+
+    const fn histogram(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Histogram,
+        }
+    }
+
+    /// Returns the name as scraped (`_total` appended for counters).
+    pub fn exposed_name(&self) -> String {
+        match self.kind {
+            MetricKind::Counter => format!("{}_total", self.name),
+            MetricKind::Gauge | MetricKind::Histogram => self.name.to_owned(),
+        }
+    }
+}
+
+/// Messages fetched from a JetStream consumer and handed to a stage.
+pub const BUS_MESSAGES_CONSUMED: MetricDef = MetricDef::counter(
+    "mesh_bus_messages_consumed",
+    "Messages received from JetStream consumers.",
+);
+
+/// Messages acknowledged after their effect was committed.
+pub const BUS_MESSAGES_ACKED: MetricDef = MetricDef::counter(
+    "mesh_bus_messages_acked",
+    "Messages acknowledged after their effect committed.",
+);
+
+/// Messages negatively acknowledged for redelivery after a transient error.
+pub const BUS_MESSAGES_NACKED: MetricDef = MetricDef::counter(
+    "mesh_bus_messages_nacked",
+    "Messages negatively acknowledged for redelivery after a transient error.",
+);
+
+/// Messages moved to MESH_DLQ after their bounded deliveries.
+pub const BUS_MESSAGES_DEAD_LETTERED: MetricDef = MetricDef::counter(
+    "mesh_bus_messages_dead_lettered",
+    "Messages moved to the dead-letter stream after exhausting their deliveries.",
+);
+
+/// Messages in each batch handed to a handler.
+pub const BUS_BATCH_SIZE: MetricDef = MetricDef::histogram(
+    "mesh_bus_batch_size",
+    "Messages per batch handed to a handler.",
+);
+
+/// Time to handle one batch, from fetch to the last ack.
+pub const BUS_BATCH_DURATION_SECONDS: MetricDef = MetricDef::histogram(
+    "mesh_bus_batch_duration_seconds",
+    "Time to handle one batch, from fetch to the last acknowledgement.",
+);
+
+/// Messages published and accepted by JetStream.
+pub const BUS_PUBLISHED: MetricDef = MetricDef::counter(
+    "mesh_bus_published",
+    "Messages published and accepted by JetStream.",
+);
+
+/// Every metric declared here, for docs and uniqueness checks.
+pub const ALL: &[MetricDef] = &[
+    BUS_MESSAGES_CONSUMED,
+    BUS_MESSAGES_ACKED,
+    BUS_MESSAGES_NACKED,
+    BUS_MESSAGES_DEAD_LETTERED,
+    BUS_BATCH_SIZE,
+    BUS_BATCH_DURATION_SECONDS,
+    BUS_PUBLISHED,
+];
+
+/// Buckets for [`BUS_BATCH_SIZE`]: powers of two up to 1024.
+pub const BATCH_SIZE_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// Buckets for durations in seconds, 1 ms to 10 s.
+pub const DURATION_SECONDS_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn names_are_unique_prefixed_snake_case_and_counters_lack_total() {
+        let mut seen = BTreeSet::new();
+        for def in ALL {
+            assert!(seen.insert(def.name), "duplicate metric name {}", def.name);
+            assert!(def.name.starts_with("mesh_"), "{}", def.name);
+            assert!(
+                def.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                def.name
+            );
+            assert!(
+                !def.name.ends_with("_total"),
+                "{} must not end in _total",
+                def.name
+            );
+            assert!(!def.help.is_empty());
+        }
+        assert_eq!(
+            BUS_MESSAGES_CONSUMED.exposed_name(),
+            "mesh_bus_messages_consumed_total"
+        );
+        assert_eq!(BUS_BATCH_SIZE.exposed_name(), "mesh_bus_batch_size");
+    }
+}
