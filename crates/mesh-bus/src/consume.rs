@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::metrics::ConsumerLabels;
 use crate::publish::Outgoing;
 use crate::topology::ConsumerSpec;
 use crate::{Bus, BusError, headers};
@@ -141,19 +142,21 @@ pub struct Delivery {
     span: tracing::Span,
     stream_sequence: u64,
     delivered: u32,
+    pending: u64,
 }
 
 impl Delivery {
     fn new(message: jetstream::Message, consumer: &str) -> Self {
-        let (stream_sequence, delivered) = message
+        let (stream_sequence, delivered, pending) = message
             .info()
             .map(|info| {
                 (
                     info.stream_sequence,
                     u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                    info.pending,
                 )
             })
-            .unwrap_or((0, 1));
+            .unwrap_or((0, 1, 0));
         let span = tracing::info_span!(
             "mesh.consume",
             otel.kind = "consumer",
@@ -174,6 +177,7 @@ impl Delivery {
             span,
             stream_sequence,
             delivered,
+            pending,
         }
     }
 
@@ -376,6 +380,34 @@ impl<H: BatchHandler> Runner<'_, H> {
     }
 
     async fn process(&self, batch: Vec<Delivery>) {
+        let labels = ConsumerLabels {
+            consumer: self.spec.durable.clone(),
+        };
+        let metrics = self.bus.metrics();
+        let started = std::time::Instant::now();
+        metrics
+            .consumed
+            .get_or_create(&labels)
+            .inc_by(batch.len() as u64);
+        metrics
+            .batch_size
+            .get_or_create(&labels)
+            .observe(batch.len() as f64);
+        if let Some(last) = batch.last() {
+            metrics
+                .pending
+                .get_or_create(&labels)
+                .set(i64::try_from(last.pending).unwrap_or(i64::MAX));
+        }
+        self.process_batch(batch, &labels).await;
+        metrics
+            .batch_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    async fn process_batch(&self, batch: Vec<Delivery>, labels: &ConsumerLabels) {
+        let metrics = self.bus.metrics();
         let span = tracing::info_span!(
             "mesh.batch",
             consumer = %self.spec.durable,
@@ -386,6 +418,10 @@ impl<H: BatchHandler> Runner<'_, H> {
                 for delivery in &batch {
                     delivery.ack(AckKind::Ack).await;
                 }
+                metrics
+                    .acked
+                    .get_or_create(labels)
+                    .inc_by(batch.len() as u64);
             }
             Err(HandlerError::Transient(error)) => {
                 tracing::warn!(parent: &span, error = %error, consumer = %self.spec.durable, "dependency failed; retrying batch later");
@@ -393,11 +429,15 @@ impl<H: BatchHandler> Runner<'_, H> {
                     let delay = self.settings.backoff_for(delivery.delivered);
                     delivery.ack(AckKind::Nak(Some(delay))).await;
                 }
+                metrics
+                    .nacked
+                    .get_or_create(labels)
+                    .inc_by(batch.len() as u64);
             }
             Err(error) if batch.len() > 1 => {
                 tracing::info!(parent: &span, error = %error.reason(), "batch failed; retrying each message alone");
                 for delivery in batch {
-                    Box::pin(self.process(vec![delivery])).await;
+                    Box::pin(self.process_batch(vec![delivery], labels)).await;
                 }
             }
             Err(error) => {
@@ -407,11 +447,16 @@ impl<H: BatchHandler> Runner<'_, H> {
                 let give_up = matches!(error, HandlerError::Poison(_))
                     || delivery.delivered >= self.settings.max_deliver;
                 if give_up {
-                    self.dead_letter(&delivery, &error).await;
+                    if self.dead_letter(&delivery, &error).await {
+                        metrics.dead_lettered.get_or_create(labels).inc();
+                    } else {
+                        metrics.nacked.get_or_create(labels).inc();
+                    }
                 } else {
                     let delay = self.settings.backoff_for(delivery.delivered);
                     tracing::info!(parent: delivery.span(), error = %error.reason(), delivered = delivery.delivered, "message failed; will retry");
                     delivery.ack(AckKind::Nak(Some(delay))).await;
+                    metrics.nacked.get_or_create(labels).inc();
                 }
             }
         }
@@ -435,8 +480,8 @@ impl<H: BatchHandler> Runner<'_, H> {
     }
 
     /// Stores the message in MESH_DLQ, then terminates it. If the dead letter cannot be stored
-    /// the message is naked instead, so nothing is lost.
-    async fn dead_letter(&self, delivery: &Delivery, error: &HandlerError) {
+    /// the message is naked instead, so nothing is lost. Returns whether it was dead-lettered.
+    async fn dead_letter(&self, delivery: &Delivery, error: &HandlerError) -> bool {
         let reason = error.reason();
         let letter = mesh_model::DeadLetter {
             stage: self.spec.durable.clone(),
@@ -478,11 +523,13 @@ impl<H: BatchHandler> Runner<'_, H> {
             Ok(_) => {
                 tracing::warn!(parent: delivery.span(), reason = %reason, attempts = delivery.delivered, consumer = %self.spec.durable, "message dead-lettered");
                 delivery.ack(AckKind::Term).await;
+                true
             }
             Err(publish_error) => {
                 tracing::error!(parent: delivery.span(), error = %publish_error, "dead letter not stored; retrying message");
                 let delay = self.settings.backoff_for(delivery.delivered);
                 delivery.ack(AckKind::Nak(Some(delay))).await;
+                false
             }
         }
     }

@@ -15,6 +15,7 @@
 
 pub mod consume;
 pub mod headers;
+pub mod metrics;
 pub mod publish;
 pub mod topology;
 
@@ -121,6 +122,7 @@ impl Default for ConnectOptions {
 pub struct Bus {
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
+    metrics: metrics::BusMetrics,
 }
 
 impl Bus {
@@ -163,7 +165,23 @@ impl Bus {
     /// Wraps an existing client.
     pub fn from_client(client: async_nats::Client) -> Self {
         let jetstream = async_nats::jetstream::new(client.clone());
-        Self { client, jetstream }
+        Self {
+            client,
+            jetstream,
+            metrics: metrics::BusMetrics::default(),
+        }
+    }
+
+    /// Records this bus's metrics (consumed, acked, nacked, dead-lettered, lag, batch sizes and
+    /// durations, published) in `registry`.
+    pub fn with_metrics(mut self, registry: &mesh_runtime::metrics::MetricsRegistry) -> Self {
+        self.metrics = metrics::BusMetrics::register(registry);
+        self
+    }
+
+    /// Returns the metric handles.
+    pub fn metrics(&self) -> &metrics::BusMetrics {
+        &self.metrics
     }
 
     /// Returns the core NATS client.
@@ -178,7 +196,7 @@ impl Bus {
 
     /// Returns a publisher on this connection.
     pub fn publisher(&self) -> Publisher {
-        Publisher::new(self.jetstream.clone())
+        Publisher::new(self.jetstream.clone(), self.metrics.clone())
     }
 
     /// Checks that JetStream answers within `timeout`: the readiness probe.

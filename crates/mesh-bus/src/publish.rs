@@ -5,6 +5,7 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
 
+use crate::metrics::{BusMetrics, StreamLabels};
 use crate::{BusError, headers};
 
 /// A message ready to publish.
@@ -85,12 +86,13 @@ impl Outgoing {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     jetstream: jetstream::Context,
+    metrics: BusMetrics,
 }
 
 impl Publisher {
     /// Wraps a JetStream context.
-    pub fn new(jetstream: jetstream::Context) -> Self {
-        Self { jetstream }
+    pub fn new(jetstream: jetstream::Context, metrics: BusMetrics) -> Self {
+        Self { jetstream, metrics }
     }
 
     /// Publishes one message and waits until the stream stored it. Returns true if the stream
@@ -121,9 +123,15 @@ impl Publisher {
                     subject: message.subject.clone(),
                     source,
                 })?;
+            let published = &self.metrics.published;
             pending.push_back(async move {
                 ack.await
-                    .map(|ack| ack.duplicate)
+                    .map(|ack| {
+                        published
+                            .get_or_create(&StreamLabels { stream: ack.stream })
+                            .inc();
+                        ack.duplicate
+                    })
                     .map_err(|source| BusError::Publish {
                         subject: message.subject,
                         source,

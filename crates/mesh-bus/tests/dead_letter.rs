@@ -17,7 +17,8 @@ async fn poison_goes_to_the_dead_letter_stream_and_does_not_block_the_rest() {
     let db = TestDatabase::create().await.unwrap();
     let pool = db.pool().await.unwrap();
     common::effects_table(&pool).await;
-    let bus = common::bus(&nats.url()).await;
+    let registry = mesh_runtime::metrics::MetricsRegistry::new();
+    let bus = common::bus(&nats.url()).await.with_metrics(&registry);
     let topology = common::topology();
     topology.ensure(bus.jetstream()).await.unwrap();
 
@@ -103,6 +104,18 @@ async fn poison_goes_to_the_dead_letter_stream_and_does_not_block_the_rest() {
         info.num_pending == 0 && info.num_ack_pending == 0
     });
     assert_eq!(common::count(&pool).await, (50, 50));
+
+    let metrics = registry.encode().unwrap();
+    for expected in [
+        r#"mesh_bus_messages_dead_lettered_total{consumer="test-stage"} 1"#,
+        r#"mesh_bus_messages_acked_total{consumer="test-stage"} 50"#,
+        r#"mesh_bus_published_total{stream="MESH_DLQ"} 1"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
 
     shutdown.cancel();
     consumer.await.unwrap().unwrap();

@@ -147,25 +147,25 @@ pub fn init(
 
     let decision = otlp_decision(env_var);
     let service_name = resolve_service_name(service_name, env_var);
-    let provider = match &decision {
-        OtlpDecision::Enabled { .. } => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(TelemetryError::Exporter)?;
-            let provider = SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(
-                    Resource::builder()
-                        .with_service_name(service_name.clone())
-                        .build(),
-                )
-                .build();
-            opentelemetry::global::set_tracer_provider(provider.clone());
-            Some(provider)
-        }
-        OtlpDecision::Disabled(_) => None,
-    };
+    // A provider is installed even when nothing is exported, so that every span has a trace
+    // context: a service with export off still passes the producer's `traceparent` on to the
+    // messages it publishes, and the trace does not break in the middle of the pipeline.
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service_name.clone())
+            .build(),
+    );
+    if let OtlpDecision::Enabled { .. } = &decision {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(TelemetryError::Exporter)?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let exporting = matches!(decision, OtlpDecision::Enabled { .. });
+    let provider = Some(provider);
 
     let fmt_layer = match config.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
@@ -192,7 +192,10 @@ pub fn init(
             tracing::info!(service = %service_name, reason, "otlp trace export off");
         }
     }
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider,
+        exporting,
+    })
 }
 
 /// Builds the `tracing` layer that turns spans into OpenTelemetry spans of `provider`.
@@ -236,12 +239,13 @@ pub fn set_parent_from(
 #[must_use = "dropping the guard shuts trace export down"]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    exporting: bool,
 }
 
 impl TelemetryGuard {
     /// Returns whether OTLP export is on.
     pub fn exporting(&self) -> bool {
-        self.provider.is_some()
+        self.exporting
     }
 
     /// Flushes pending spans and shuts the provider down, off the async worker threads (the

@@ -41,6 +41,11 @@ impl TraceService for Collector {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_collector_with_service_name_and_parentage() {
+    // The test re-runs itself as a child process with the OTEL_* variables set.
+    if std::env::var_os(CHILD_ENV).is_some() {
+        emit_spans_as_child().await;
+        return;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -54,7 +59,11 @@ async fn spans_reach_an_otlp_collector_with_service_name_and_parentage() {
 
     let exe = std::env::current_exe().expect("test binary");
     let output = tokio::process::Command::new(exe)
-        .args(["--exact", "child_emits_spans", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "spans_reach_an_otlp_collector_with_service_name_and_parentage",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, "1")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
         .env("OTEL_SERVICE_NAME", "otlp-test")
@@ -101,13 +110,9 @@ async fn spans_reach_an_otlp_collector_with_service_name_and_parentage() {
     assert_eq!(consume.parent_span_id, publish.span_id);
 }
 
-/// Runs only as the child of the test above.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "run by spans_reach_an_otlp_collector_with_service_name_and_parentage"]
-async fn child_emits_spans() {
-    if std::env::var_os(CHILD_ENV).is_none() {
-        return;
-    }
+/// The child's half of the test above: initialise telemetry from the environment and emit a
+/// parent and a child span across an injected and extracted carrier.
+async fn emit_spans_as_child() {
     let guard = telemetry::init("meshd", &TelemetryConfig::default()).expect("init");
     assert!(guard.exporting());
 

@@ -51,6 +51,14 @@ impl MetricDef {
         }
     }
 
+    const fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricKind::Gauge,
+        }
+    }
+
     const fn histogram(name: &'static str, help: &'static str) -> Self {
         Self {
             name,
@@ -110,6 +118,13 @@ pub const BUS_PUBLISHED: MetricDef = MetricDef::counter(
     "Messages published and accepted by JetStream.",
 );
 
+/// Messages in a consumer's stream not yet delivered to it: the consumer's lag, as of its last
+/// delivery.
+pub const BUS_CONSUMER_PENDING: MetricDef = MetricDef::gauge(
+    "mesh_bus_consumer_pending",
+    "Messages not yet delivered to the consumer (its lag), as of its last delivery.",
+);
+
 /// Every metric declared here, for docs and uniqueness checks.
 pub const ALL: &[MetricDef] = &[
     BUS_MESSAGES_CONSUMED,
@@ -119,6 +134,7 @@ pub const ALL: &[MetricDef] = &[
     BUS_BATCH_SIZE,
     BUS_BATCH_DURATION_SECONDS,
     BUS_PUBLISHED,
+    BUS_CONSUMER_PENDING,
 ];
 
 /// Buckets for [`BUS_BATCH_SIZE`]: powers of two up to 1024.
