@@ -208,3 +208,27 @@ impl Bus {
         }
     }
 }
+
+impl From<&mesh_runtime::config::NatsConfig> for ConnectOptions {
+    fn from(config: &mesh_runtime::config::NatsConfig) -> Self {
+        Self {
+            url: config.url.expose().to_owned(),
+            credentials_file: config.credentials_file.clone(),
+            nkey_seed_file: config.nkey_seed_file.clone(),
+            token: config.token.as_ref().map(|t| t.expose().clone()),
+            name: "meshd".to_owned(),
+            request_timeout: config.connect_timeout,
+        }
+    }
+}
+
+impl From<&mesh_runtime::config::BusConfig> for ConsumerSettings {
+    fn from(config: &mesh_runtime::config::BusConfig) -> Self {
+        Self {
+            batch_size: config.batch_size,
+            batch_wait: config.batch_wait(),
+            max_deliver: config.max_deliver,
+            backoff: config.backoff.clone(),
+        }
+    }
+}

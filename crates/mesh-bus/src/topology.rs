@@ -217,6 +217,15 @@ impl Topology {
         }
     }
 
+    /// Sets every consumer's ack wait: how long JetStream waits for an ack before redelivering
+    /// (`bus.ack_wait`). A batch must be handled well within it.
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
+        for consumer in &mut self.consumers {
+            consumer.ack_wait = ack_wait;
+        }
+        self
+    }
+
     /// Returns the consumer with durable name `durable`.
     pub fn consumer(&self, durable: &str) -> Option<&ConsumerSpec> {
         self.consumers.iter().find(|c| c.durable == durable)

@@ -29,7 +29,7 @@ fn defaults_without_file_or_env() {
         assert_eq!(config.telemetry.log_filter, "info");
         assert_eq!(config.shutdown.grace_period, Duration::from_secs(30));
         assert_eq!(config.bus.batch_size, 256);
-        assert_eq!(config.bus.batch_wait(), Duration::from_millis(50));
+        assert_eq!(config.bus.batch_wait(), Duration::from_millis(5));
         assert_eq!(config.bus.max_deliver, 5);
         Ok(())
     });

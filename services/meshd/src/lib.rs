@@ -1,0 +1,239 @@
+//! meshd: the one daemon binary of Identity Mesh. `meshd run <service>...|all` runs any set of
+//! services in one process (as Grafana Loki and Tempo do with `-target`), so one image serves
+//! every Deployment, and `meshd run all` is the whole mesh on a laptop.
+//!
+//! Every service has one shape (STYLE.md): [`App::build`] connects to NATS and PostgreSQL
+//! lazily and binds the admin server (port 0 in tests); [`App::run_until_stopped`] ensures the
+//! JetStream topology, starts the services, and on SIGTERM stops pulling, lets in-flight batches
+//! finish and ack, and drains under the grace period. Liveness (`/healthz`) is not readiness:
+//! `/readyz` answers 200 only while NATS and PostgreSQL both answer.
+//!
+//! A service is an entry of [`SERVICES`]: a name and an async function run until its
+//! cancellation token fires. Services join the table as their issues land; none is faked.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use futures::future::BoxFuture;
+use mesh_bus::{Bus, Topology};
+use mesh_runtime::admin::{AdminServer, Readiness, check_fn};
+use mesh_runtime::config::MeshConfig;
+use mesh_runtime::metrics::MetricsRegistry;
+use mesh_runtime::shutdown::{DrainReport, Shutdown, TaskSet};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// What a service gets from the daemon: configuration and shared connections.
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    /// The whole configuration.
+    pub config: Arc<MeshConfig>,
+    /// The NATS connection, with metrics.
+    pub bus: Bus,
+    /// The PostgreSQL pool.
+    pub pool: PgPool,
+    /// The metrics registry served on `/metrics`.
+    pub metrics: MetricsRegistry,
+    /// The streams and consumers.
+    pub topology: Topology,
+}
+
+/// Runs a service until the token is cancelled; returning early (Ok or Err) shuts the
+/// daemon down, since a stage that stopped would silently stall the pipeline.
+pub type ServiceFn =
+    fn(ServiceContext, CancellationToken) -> BoxFuture<'static, anyhow::Result<()>>;
+
+/// A service meshd can run.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDef {
+    /// Its name on the command line, e.g. `correlation`.
+    pub name: &'static str,
+    /// One line for `meshd run --help`.
+    pub about: &'static str,
+    /// Its entry point.
+    pub run: ServiceFn,
+}
+
+/// Every service this build can run. Stages are added here as they are built; `meshd run all`
+/// runs them all.
+pub const SERVICES: &[ServiceDef] = &[];
+
+/// Resolves service names from the command line (`all` means every service), refusing unknown
+/// ones with the list of known ones.
+pub fn resolve_services(names: &[String]) -> anyhow::Result<Vec<ServiceDef>> {
+    let mut chosen: Vec<ServiceDef> = Vec::new();
+    for name in names {
+        if name == "all" {
+            chosen.extend(SERVICES.iter().copied());
+            continue;
+        }
+        match SERVICES.iter().find(|s| s.name == name) {
+            Some(service) => chosen.push(*service),
+            None => {
+                let known: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+                bail!(
+                    "unknown service {name:?}; this build runs: {}",
+                    if known.is_empty() {
+                        "no pipeline service yet (only `all`, which keeps the topology)".to_owned()
+                    } else {
+                        format!("{}, or all", known.join(", "))
+                    }
+                );
+            }
+        }
+    }
+    chosen.sort_by_key(|s| s.name);
+    chosen.dedup_by_key(|s| s.name);
+    Ok(chosen)
+}
+
+/// A daemon ready to run: connections made (lazily), admin server bound.
+#[derive(Debug)]
+pub struct App {
+    context: ServiceContext,
+    services: Vec<ServiceDef>,
+    admin: AdminServer,
+}
+
+impl App {
+    /// Connects to NATS and PostgreSQL (in the background: the daemon starts, and reports
+    /// not-ready, while they are down) and binds the admin server.
+    pub async fn build(config: MeshConfig, services: Vec<ServiceDef>) -> anyhow::Result<Self> {
+        let metrics = MetricsRegistry::new();
+        let bus = Bus::connect(&(&config.nats).into())
+            .await
+            .context("setting up the NATS connection")?
+            .with_metrics(&metrics);
+        let pool = mesh_store::connect_lazy(
+            config.postgres.url.expose(),
+            config.postgres.max_connections,
+        )
+        .context("setting up the PostgreSQL pool")?;
+
+        let readiness = Readiness::new(config.admin.readiness_timeout);
+        let probe_timeout = config.admin.readiness_timeout;
+        let nats = bus.clone();
+        readiness.register(check_fn("nats", move || {
+            let nats = nats.clone();
+            async move { nats.ping(probe_timeout).await.map_err(|e| error_chain(&e)) }
+        }));
+        let postgres = pool.clone();
+        readiness.register(check_fn("postgres", move || {
+            let postgres = postgres.clone();
+            async move {
+                mesh_store::ping(&postgres)
+                    .await
+                    .map_err(|e| error_chain(&e))
+            }
+        }));
+        let admin = AdminServer::bind(config.admin.listen, readiness, metrics.clone())
+            .await
+            .context("binding the admin server")?;
+
+        let topology = Topology::mesh().with_ack_wait(config.bus.ack_wait);
+        Ok(Self {
+            context: ServiceContext {
+                config: Arc::new(config),
+                bus,
+                pool,
+                metrics,
+                topology,
+            },
+            services,
+            admin,
+        })
+    }
+
+    /// Returns the admin server's address (useful when bound to port 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// Runs until `shutdown` is triggered (a signal, or a service ending by itself), then
+    /// drains under the grace period.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<DrainReport> {
+        let admin = tokio::spawn(self.admin.run_until_stopped(shutdown.clone()));
+        let mut tasks = TaskSet::new();
+
+        // The topology task declares the streams and consumers (retrying until NATS answers)
+        // and then stays, so that `meshd run all` is a daemon even before its first stage.
+        let bus = self.context.bus.clone();
+        let topology = self.context.topology.clone();
+        let token = shutdown.token();
+        tasks.spawn("topology", async move {
+            ensure_topology(&bus, &topology, &token).await;
+            token.cancelled().await;
+        });
+
+        for service in &self.services {
+            let context = self.context.clone();
+            let token = shutdown.token();
+            let name = service.name;
+            let run = service.run;
+            tasks.spawn(name, async move {
+                if let Err(error) = run(context, token).await {
+                    tracing::error!(service = name, error = %format!("{error:#}"), "service failed");
+                }
+            });
+            tracing::info!(service = name, "service started");
+        }
+
+        let report = shutdown
+            .drain(tasks, self.context.config.shutdown.grace_period)
+            .await;
+        admin
+            .await
+            .context("admin server task")?
+            .context("admin server")?;
+        Ok(report)
+    }
+}
+
+async fn ensure_topology(bus: &Bus, topology: &Topology, token: &CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match topology.ensure(bus.jetstream()).await {
+            Ok(()) => {
+                tracing::info!(
+                    streams = topology.streams.len(),
+                    consumers = topology.consumers.len(),
+                    "jetstream topology ensured"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "jetstream topology not ensured yet; retrying");
+            }
+        }
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Renders an error with its sources, for readiness reports and logs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Applies the embedded PostgreSQL migrations (`meshd migrate`).
+pub async fn migrate(config: &MeshConfig) -> anyhow::Result<()> {
+    let pool = mesh_store::connect(config.postgres.url.expose(), 2)
+        .await
+        .with_context(|| format!("connecting to {}", config.postgres.url.redacted()))?;
+    mesh_store::migrate(&pool).await.context("migrating")?;
+    let applied = mesh_store::MIGRATOR.iter().count();
+    tracing::info!(migrations = applied, "database migrated");
+    Ok(())
+}
