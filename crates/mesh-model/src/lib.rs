@@ -28,8 +28,8 @@ pub use attribute::{AttributeName, Attributes};
 pub use confidence::Confidence;
 pub use event::{
     AttributeChange, ChangeEvent, ChangeOperation, CorrelatedChange, DeadLetter, DevicePosture,
-    ExportCommand, ExportOperation, ExportResult, ExportStatus, GeoLocation, JoinMethod,
-    JoinState, LifecycleState, MeshObjectChanged, RiskSignal, SignIn, SignalKind,
+    ExportCommand, ExportOperation, ExportResult, ExportStatus, GeoLocation, JoinMethod, JoinState,
+    LifecycleState, MeshObjectChanged, RiskSignal, SignIn, SignalKind,
 };
 pub use ids::{
     ConnectorId, ConnectorObjectRef, EventId, ExternalId, IdempotencyKey, MeshObjectId, ObjectType,
