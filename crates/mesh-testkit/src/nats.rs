@@ -144,8 +144,10 @@ fn find_binary() -> anyhow::Result<PathBuf> {
 
 /// Parses `nats-server: v2.15.1` into (2, 15).
 fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let v = text.split('v').nth(1)?;
-    let mut parts = v.trim().split('.');
+    let v = text
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix('v'))?;
+    let mut parts = v.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
     Some((major, minor))
