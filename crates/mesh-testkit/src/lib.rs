@@ -24,8 +24,17 @@ pub use redis_prefix::RedisPrefix;
 /// Polls `$cond` (an expression that may `.await`) every 20 ms until it is true, panicking with
 /// the message if `$timeout` passes first.
 ///
-/// ```ignore
-/// assert_eventually!(Duration::from_secs(10), count_rows(&pool).await == 10_000, "rows: {}", n);
+/// ```no_run
+/// # async fn count_rows() -> usize { 0 }
+/// # async fn demo() {
+/// use std::time::Duration;
+/// mesh_testkit::assert_eventually!(
+///     Duration::from_secs(10),
+///     count_rows().await == 10_000,
+///     "rows: {}",
+///     count_rows().await
+/// );
+/// # }
 /// ```
 #[macro_export]
 macro_rules! assert_eventually {
