@@ -2,6 +2,8 @@
 //! function returning the process exit status; add a group by adding a variant here.
 
 pub mod expr;
+pub mod rules;
+pub mod simulate;
 
 use std::process::ExitCode;
 
@@ -13,11 +15,18 @@ pub enum Command {
     /// Check and try TransformScript expressions (transforms and filters).
     #[command(subcommand)]
     Expr(expr::ExprCommand),
+    /// Validate rule and connector documents.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
+    /// Run rules over sample data in memory and show the resulting mesh and exports.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs one command.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Expr(command) => expr::run(command),
+        Command::Rules(command) => rules::run(command),
+        Command::Simulate(args) => simulate::run(args),
     }
 }

@@ -1,0 +1,121 @@
+//! The ports through which the pure stages search the mesh.
+//!
+//! Correlation needs two searches: mesh objects whose resolved attribute equals a value, and
+//! the mesh object with a given anchor. The simulator answers them from memory; the
+//! PostgreSQL store answers them from indexed tables. Because the store is asynchronous and
+//! the stages are not, a service first asks [`crate::correlate::join_queries`] which searches
+//! an event needs, runs them (in one round trip for a whole batch), and hands the answers to
+//! the stage as a [`JoinLookups`], which implements the same [`MeshDirectory`] port.
+//!
+//! Values are compared by their *join key* ([`join_key`]): the text form of a scalar, so that
+//! an employee number imported as `1001` from JSON and as `"1001"` from CSV match. Join keys
+//! compare exactly (case-sensitively); see docs/engine.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::SecondsFormat;
+use mesh_model::{AttributeName, ConnectorId, ConnectorObjectRef, MeshObjectId, ObjectType, Value};
+
+/// Searches mesh objects for correlation.
+pub trait MeshDirectory {
+    /// Returns the mesh objects of `object_type` whose resolved `attribute` has join key `key`.
+    /// Two results are enough to call a match ambiguous; an implementation may stop there.
+    fn find_by_attribute(
+        &self,
+        object_type: &ObjectType,
+        attribute: &AttributeName,
+        key: &str,
+    ) -> BTreeSet<MeshObjectId>;
+
+    /// Returns the mesh object of `object_type` anchored on `key`, if there is one (anchors are
+    /// unique per object type).
+    fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId>;
+}
+
+/// Searches disconnectors (and ambiguous connector objects) to try again.
+pub trait DisconnectorDirectory {
+    /// Returns the connector objects of `connector` and `object_type` that are not joined and
+    /// whose raw `source_attribute` has join key `key`.
+    fn find_unjoined(
+        &self,
+        connector: &ConnectorId,
+        object_type: &ObjectType,
+        source_attribute: &AttributeName,
+        key: &str,
+    ) -> BTreeSet<ConnectorObjectRef>;
+}
+
+/// Returns the join key of a value: the text of a scalar; `None` for null, lists and empty
+/// text, which never join.
+pub fn join_key(value: &Value) -> Option<String> {
+    let key = match value {
+        Value::Null | Value::List(_) => return None,
+        Value::Bool(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Decimal(d) => d.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Timestamp(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// Precomputed answers to the searches of [`crate::correlate::join_queries`], for callers whose
+/// store cannot be searched synchronously. A search not answered here finds nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinLookups {
+    by_attribute: BTreeMap<(ObjectType, String, String), BTreeSet<MeshObjectId>>,
+    by_anchor: BTreeMap<(ObjectType, String), MeshObjectId>,
+}
+
+impl JoinLookups {
+    /// Returns empty answers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the answer to an attribute search.
+    pub fn insert_attribute_matches(
+        &mut self,
+        object_type: ObjectType,
+        attribute: &AttributeName,
+        key: String,
+        matches: BTreeSet<MeshObjectId>,
+    ) {
+        self.by_attribute
+            .insert((object_type, attribute.key().to_owned(), key), matches);
+    }
+
+    /// Records the answer to an anchor search.
+    pub fn insert_anchor(
+        &mut self,
+        object_type: ObjectType,
+        key: String,
+        mesh_object: MeshObjectId,
+    ) {
+        self.by_anchor.insert((object_type, key), mesh_object);
+    }
+}
+
+impl MeshDirectory for JoinLookups {
+    fn find_by_attribute(
+        &self,
+        object_type: &ObjectType,
+        attribute: &AttributeName,
+        key: &str,
+    ) -> BTreeSet<MeshObjectId> {
+        self.by_attribute
+            .get(&(
+                object_type.clone(),
+                attribute.key().to_owned(),
+                key.to_owned(),
+            ))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId> {
+        self.by_anchor
+            .get(&(object_type.clone(), key.to_owned()))
+            .copied()
+    }
+}

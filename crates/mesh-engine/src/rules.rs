@@ -1,0 +1,373 @@
+//! The loaded, checked rule set: connectors and the four rule kinds of DESIGN.md §3.
+//!
+//! A [`RuleSet`] only exists once every document parsed and validated (see [`crate::load`]):
+//! every connector a rule names exists and carries the rule's object type, join priorities are
+//! unique per connector, every script compiled, and MeshComposer rules are held in dependency
+//! order. The stages therefore never meet a dangling reference and never fail on a rule.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use mesh_expr::Program;
+use mesh_model::{AttributeName, Confidence, ConnectorId, ObjectType, RuleName};
+
+use crate::yaml::{Node, Position};
+
+/// Where a rule or connector was defined: a file and a position in it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Origin {
+    /// The file as the caller named it.
+    pub file: String,
+    /// Where the document's `kind` key is.
+    pub position: Position,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.position)
+    }
+}
+
+/// What kind of system a connector talks to. Decides whether it imports (a source of
+/// connector objects), exports (a target of projections), or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnectorKind {
+    /// `hr-csv`: an HR extract in CSV.
+    HrCsv,
+    /// `hr-json`: an HR extract in JSON (an array or NDJSON).
+    HrJson,
+    /// `scim-inbound`: an identity provider pushing SCIM 2.0 to the connector agent.
+    ScimInbound,
+    /// `scim-target`: a SCIM 2.0 service provider the mesh provisions.
+    ScimTarget,
+    /// `postgres-target`: a PostgreSQL table the mesh provisions.
+    PostgresTarget,
+    /// `ldap-target`: an LDAP directory the mesh provisions.
+    LdapTarget,
+    /// `ldap`: a directory that is both imported (from an export or a sync) and provisioned,
+    /// such as a corporate Active Directory.
+    Ldap,
+}
+
+impl ConnectorKind {
+    /// Every kind with its spelling in YAML.
+    pub const ALL: &'static [(Self, &'static str)] = &[
+        (Self::HrCsv, "hr-csv"),
+        (Self::HrJson, "hr-json"),
+        (Self::ScimInbound, "scim-inbound"),
+        (Self::ScimTarget, "scim-target"),
+        (Self::PostgresTarget, "postgres-target"),
+        (Self::LdapTarget, "ldap-target"),
+        (Self::Ldap, "ldap"),
+    ];
+
+    /// Returns the YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(kind, _)| *kind == self)
+            .map_or("?", |(_, name)| name)
+    }
+
+    /// Parses the YAML spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(_, name)| *name == s)
+            .map(|(kind, _)| *kind)
+    }
+
+    /// Returns true when the connector imports connector objects into the mesh.
+    pub fn imports(self) -> bool {
+        matches!(
+            self,
+            Self::HrCsv | Self::HrJson | Self::ScimInbound | Self::Ldap
+        )
+    }
+
+    /// Returns true when the mesh can export to the connector.
+    pub fn exports(self) -> bool {
+        matches!(
+            self,
+            Self::ScimTarget | Self::PostgresTarget | Self::LdapTarget | Self::Ldap
+        )
+    }
+}
+
+/// A compiled TransformScript with the text it came from.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The compiled program.
+    pub program: Program,
+}
+
+impl Script {
+    /// Returns the script's source.
+    pub fn source(&self) -> &str {
+        self.program.source()
+    }
+}
+
+/// A `Connector` document.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    /// `metadata.name`.
+    pub name: ConnectorId,
+    /// `spec.type`.
+    pub kind: ConnectorKind,
+    /// `spec.objectTypes`: the object types it carries; the first is the default.
+    pub object_types: Vec<ObjectType>,
+    /// `spec.externalIdAttribute`: the raw attribute holding the external id of its objects.
+    pub external_id_attribute: Option<AttributeName>,
+    /// `spec.objectTypeAttribute`: the raw attribute naming a record's object type, for a
+    /// connector that carries several.
+    pub object_type_attribute: Option<AttributeName>,
+    /// `spec.authoritative`: whether this connector decides the lifecycle of the mesh objects
+    /// it joins (see [`crate::lifecycle`]).
+    pub authoritative: bool,
+    /// `spec.inactiveWhen`: a filter over raw attributes; a connector object for which it
+    /// holds is present but inactive (a terminated worker, `active: false`).
+    pub inactive_when: Option<Script>,
+    /// Every other key of `spec`, for the connector agents (endpoints, column mappings...).
+    pub settings: BTreeMap<String, Node>,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl Connector {
+    /// Returns true when the connector carries `object_type`.
+    pub fn carries(&self, object_type: &ObjectType) -> bool {
+        self.object_types.contains(object_type)
+    }
+}
+
+/// A `JoinRule` document.
+#[derive(Debug, Clone)]
+pub struct JoinRule {
+    /// `metadata.name`.
+    pub name: RuleName,
+    /// `spec.connector`.
+    pub connector: ConnectorId,
+    /// `spec.objectType`: limits the rule to one object type; `None` for all of them.
+    pub object_type: Option<ObjectType>,
+    /// `spec.sourceAttribute`: read from the raw connector attributes.
+    pub source_attribute: AttributeName,
+    /// `spec.targetAttribute`: the mesh attribute searched.
+    pub target_attribute: AttributeName,
+    /// `spec.isAnchor`: when nothing matches, project a new mesh object anchored on the value.
+    pub is_anchor: bool,
+    /// `spec.priority`: lower is tried first; unique per connector.
+    pub priority: i64,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl JoinRule {
+    /// Returns true when the rule applies to connector objects of `object_type`.
+    pub fn applies_to(&self, object_type: &ObjectType) -> bool {
+        self.object_type.as_ref().is_none_or(|t| t == object_type)
+    }
+}
+
+/// Which way a flow rule moves values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// Connector attributes to mesh attributes.
+    Inbound,
+    /// Mesh attributes to target attributes.
+    Outbound,
+}
+
+impl Direction {
+    /// Returns `inbound` or `outbound`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Inbound => "inbound",
+            Self::Outbound => "outbound",
+        }
+    }
+}
+
+/// A `FlowRule` document.
+#[derive(Debug, Clone)]
+pub struct FlowRule {
+    /// `metadata.name`.
+    pub name: RuleName,
+    /// `spec.connector`: the source (inbound) or the target (outbound).
+    pub connector: ConnectorId,
+    /// `spec.direction`.
+    pub direction: Direction,
+    /// `spec.objectType`: limits the rule to one object type; `None` for all of them.
+    pub object_type: Option<ObjectType>,
+    /// `spec.sourceAttribute`: copied as is when there is no script.
+    pub source_attribute: Option<AttributeName>,
+    /// `spec.targetAttribute`.
+    pub target_attribute: AttributeName,
+    /// `spec.confidence` (inbound only; outbound rules carry 100).
+    pub confidence: Confidence,
+    /// `spec.transformScript`: computes the value from the source attributes.
+    pub transform: Option<Script>,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+impl FlowRule {
+    /// Returns true when the rule applies to objects of `object_type`.
+    pub fn applies_to(&self, object_type: &ObjectType) -> bool {
+        self.object_type.as_ref().is_none_or(|t| t == object_type)
+    }
+}
+
+/// What a projection rule does to a target object that leaves its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Deprovision {
+    /// Disable it and keep it; re-entering scope enables it again.
+    Disable,
+    /// Delete it; re-entering scope creates it again.
+    Delete,
+    /// Disable it, then delete it once the grace period has passed; re-entering scope inside
+    /// the grace period enables it again.
+    DisableThenDelete {
+        /// How long a disabled object waits before deletion.
+        grace_period: Duration,
+    },
+}
+
+impl Deprovision {
+    /// Returns the YAML spelling: `disable`, `delete` or `disable-then-delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Delete => "delete",
+            Self::DisableThenDelete { .. } => "disable-then-delete",
+        }
+    }
+}
+
+/// A `ProjectionRule` document.
+#[derive(Debug, Clone)]
+pub struct ProjectionRule {
+    /// `metadata.name`.
+    pub name: RuleName,
+    /// `spec.targetConnector`.
+    pub target: ConnectorId,
+    /// `spec.objectType`: the mesh object type projected.
+    pub object_type: ObjectType,
+    /// `spec.filter`: mesh objects for which it holds are in scope; none means all.
+    pub filter: Option<Script>,
+    /// `spec.container`: where the objects live in the target.
+    pub container: String,
+    /// `spec.deprovision` (and `spec.gracePeriod`).
+    pub deprovision: Deprovision,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// A `MeshComposerRule` document.
+#[derive(Debug, Clone)]
+pub struct ComposerRule {
+    /// `metadata.name`.
+    pub name: RuleName,
+    /// `spec.objectType`.
+    pub object_type: ObjectType,
+    /// `spec.targetAttribute`.
+    pub target_attribute: AttributeName,
+    /// `spec.confidence`.
+    pub confidence: Confidence,
+    /// `spec.transformScript`, over the resolved mesh attributes.
+    pub transform: Script,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// Every connector and rule, checked and indexed for the stages.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub(crate) connectors: BTreeMap<ConnectorId, Connector>,
+    /// Per connector, in priority order.
+    pub(crate) join_rules: BTreeMap<ConnectorId, Vec<JoinRule>>,
+    /// Inbound flow rules per source connector, in name order.
+    pub(crate) inbound: BTreeMap<ConnectorId, Vec<FlowRule>>,
+    /// Outbound flow rules per target connector, in name order.
+    pub(crate) outbound: BTreeMap<ConnectorId, Vec<FlowRule>>,
+    /// In name order.
+    pub(crate) projections: Vec<ProjectionRule>,
+    /// Per object type, in dependency order (a rule comes after every rule whose target it
+    /// reads), ties broken by name.
+    pub(crate) composers: BTreeMap<ObjectType, Vec<ComposerRule>>,
+    /// Per object type and folded mesh attribute: the join rules that target it.
+    pub(crate) join_targets: BTreeMap<(ObjectType, String), Vec<RuleName>>,
+    pub(crate) version: u64,
+}
+
+impl RuleSet {
+    /// Returns the connector named `name`.
+    pub fn connector(&self, name: &ConnectorId) -> Option<&Connector> {
+        self.connectors.get(name)
+    }
+
+    /// Iterates over the connectors in name order.
+    pub fn connectors(&self) -> impl Iterator<Item = &Connector> {
+        self.connectors.values()
+    }
+
+    /// Returns the join rules of `connector`, in priority order.
+    pub fn join_rules(&self, connector: &ConnectorId) -> &[JoinRule] {
+        self.join_rules.get(connector).map_or(&[], Vec::as_slice)
+    }
+
+    /// Iterates over every join rule, by connector then priority.
+    pub fn all_join_rules(&self) -> impl Iterator<Item = &JoinRule> {
+        self.join_rules.values().flatten()
+    }
+
+    /// Returns the inbound flow rules whose source is `connector`, in name order.
+    pub fn inbound_flow_rules(&self, connector: &ConnectorId) -> &[FlowRule] {
+        self.inbound.get(connector).map_or(&[], Vec::as_slice)
+    }
+
+    /// Returns the outbound flow rules whose target is `connector`, in name order.
+    pub fn outbound_flow_rules(&self, connector: &ConnectorId) -> &[FlowRule] {
+        self.outbound.get(connector).map_or(&[], Vec::as_slice)
+    }
+
+    /// Returns the projection rules, in name order.
+    pub fn projection_rules(&self) -> &[ProjectionRule] {
+        &self.projections
+    }
+
+    /// Returns the MeshComposer rules of `object_type`, in dependency order.
+    pub fn composer_rules(&self, object_type: &ObjectType) -> &[ComposerRule] {
+        self.composers.get(object_type).map_or(&[], Vec::as_slice)
+    }
+
+    /// Returns true when some connector carrying `object_type` is authoritative.
+    pub fn has_authority(&self, object_type: &ObjectType) -> bool {
+        self.connectors
+            .values()
+            .any(|c| c.authoritative && c.carries(object_type))
+    }
+
+    /// Returns the mesh object types: every object type an importing connector carries.
+    pub fn mesh_object_types(&self) -> BTreeSet<ObjectType> {
+        self.connectors
+            .values()
+            .filter(|c| c.kind.imports())
+            .flat_map(|c| c.object_types.iter().cloned())
+            .collect()
+    }
+
+    /// Returns true when some join rule for `object_type` targets the mesh attribute whose
+    /// folded name is `folded`: a change of it may let a disconnector join.
+    pub fn is_join_target(&self, object_type: &ObjectType, folded: &str) -> bool {
+        self.join_targets
+            .contains_key(&(object_type.clone(), folded.to_owned()))
+    }
+
+    /// Returns a fingerprint of the rule set's content (FNV-1a over the sources), which the
+    /// services stamp on their outputs as `rule_version`.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
