@@ -288,10 +288,12 @@ struct Runner<'a, H> {
 impl<H: BatchHandler> Runner<'_, H> {
     async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
         let consumer = self.open_until_ready(&shutdown).await?;
-        let Some(consumer) = consumer else {
+        let Some(mut consumer) = consumer else {
             return Ok(());
         };
         tracing::info!(consumer = %self.spec.durable, stream = %self.spec.stream, "consuming");
+        let mut lag_refresh = tokio::time::interval(LAG_REFRESH);
+        lag_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         'pull: while !shutdown.is_cancelled() {
             let mut messages = match consumer
                 .stream()
@@ -319,6 +321,11 @@ impl<H: BatchHandler> Runner<'_, H> {
                     biased;
                     () = shutdown.cancelled() => break 'pull,
                     next = messages.next() => next,
+                    // An idle or stalled stage still reports its lag from the server.
+                    _ = lag_refresh.tick() => {
+                        self.refresh_lag(&mut consumer).await;
+                        continue;
+                    }
                 };
                 let mut batch = Vec::with_capacity(self.settings.batch_size);
                 let mut broken = false;
@@ -357,6 +364,25 @@ impl<H: BatchHandler> Runner<'_, H> {
         }
         tracing::info!(consumer = %self.spec.durable, "consumer stopped");
         Ok(())
+    }
+
+    /// Sets the lag gauge from the server's count of messages not yet delivered.
+    async fn refresh_lag(&self, consumer: &mut jetstream::consumer::PullConsumer) {
+        match consumer.info().await {
+            Ok(info) => {
+                let pending = i64::try_from(info.num_pending).unwrap_or(i64::MAX);
+                self.bus
+                    .metrics()
+                    .pending
+                    .get_or_create(&ConsumerLabels {
+                        consumer: self.spec.durable.clone(),
+                    })
+                    .set(pending);
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, consumer = %self.spec.durable, "consumer info unavailable");
+            }
+        }
     }
 
     /// Opens the consumer, retrying while NATS is unreachable. Returns None on shutdown.
@@ -534,6 +560,9 @@ impl<H: BatchHandler> Runner<'_, H> {
         }
     }
 }
+
+/// How often an idle consume loop asks the server for its lag.
+const LAG_REFRESH: Duration = Duration::from_secs(10);
 
 /// Sleeps for `duration`; returns true if `shutdown` was cancelled first.
 async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {

@@ -10,8 +10,9 @@
 //! Context crosses process boundaries as W3C `traceparent`/`tracestate` (the wire contract of
 //! DESIGN.md §2): [`inject_context`] and [`set_parent_from`] work on any carrier implementing
 //! OpenTelemetry's `Injector`/`Extractor` (mesh-bus wraps NATS headers) and always use the W3C
-//! propagator, independent of the global one. Without export, spans are not given
-//! OpenTelemetry contexts, so nothing is injected and incoming parents are ignored.
+//! propagator, independent of the global one. A tracer provider is installed even when nothing
+//! is exported, so every span has a context and a service without export still continues the
+//! producer's trace into what it publishes.
 
 use std::env;
 use std::time::Duration;

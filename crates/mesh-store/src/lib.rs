@@ -86,10 +86,32 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+pub use sqlx::postgres::PgSslMode;
+
+/// Parses a connection URL, applying `ssl_mode` over the URL's own `sslmode` when given.
+pub fn connect_options(
+    url: &str,
+    ssl_mode: Option<PgSslMode>,
+) -> Result<PgConnectOptions, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(StoreError::InvalidUrl)?;
+    Ok(match ssl_mode {
+        Some(mode) => options.ssl_mode(mode),
+        None => options,
+    })
+}
+
 /// Opens a pool on `url` with at most `max_connections` connections, failing fast (5 s) if
 /// PostgreSQL does not answer.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url.parse().map_err(StoreError::InvalidUrl)?;
+    connect_with(connect_options(url, None)?, max_connections).await
+}
+
+/// Opens a pool with `options` (see [`connect_options`]), failing fast (5 s) if PostgreSQL does
+/// not answer.
+pub async fn connect_with(
+    options: PgConnectOptions,
+    max_connections: u32,
+) -> Result<PgPool, StoreError> {
     let host = format!("{}:{}", options.get_host(), options.get_port());
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -102,11 +124,18 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
 /// Opens a pool that connects on first use, so a service can start (and report not-ready)
 /// while PostgreSQL is down.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    let options: PgConnectOptions = url.parse().map_err(StoreError::InvalidUrl)?;
-    Ok(PgPoolOptions::new()
+    Ok(connect_lazy_with(
+        connect_options(url, None)?,
+        max_connections,
+    ))
+}
+
+/// Like [`connect_lazy`], with `options` (see [`connect_options`]).
+pub fn connect_lazy_with(options: PgConnectOptions, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options))
+        .connect_lazy_with(options)
 }
 
 /// Applies every pending migration. Safe to run concurrently from several processes: sqlx

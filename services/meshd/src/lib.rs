@@ -58,7 +58,15 @@ pub struct ServiceDef {
 
 /// Every service this build can run. Stages are added here as they are built; `meshd run all`
 /// runs them all.
-pub const SERVICES: &[ServiceDef] = &[];
+pub const SERVICES: &[ServiceDef] = &[ServiceDef {
+    name: "connector-agent",
+    about: "SCIM 2.0 server and HR feeds -> change events",
+    run: |c, t| {
+        Box::pin(
+            async move { Ok(connector_agent::run(c.config, c.bus, c.pool, c.metrics, t).await?) },
+        )
+    },
+}];
 
 /// Resolves service names from the command line (`all` means every service), refusing unknown
 /// ones with the list of known ones.
@@ -106,11 +114,10 @@ impl App {
             .await
             .context("setting up the NATS connection")?
             .with_metrics(&metrics);
-        let pool = mesh_store::connect_lazy(
-            config.postgres.url.expose(),
+        let pool = mesh_store::connect_lazy_with(
+            postgres_options(&config.postgres).context("setting up the PostgreSQL pool")?,
             config.postgres.max_connections,
-        )
-        .context("setting up the PostgreSQL pool")?;
+        );
 
         let readiness = Readiness::new(config.admin.readiness_timeout);
         let probe_timeout = config.admin.readiness_timeout;
@@ -227,9 +234,27 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Builds the PostgreSQL connection options: the URL, with `postgres.tls_mode` over the URL's
+/// own `sslmode` when set.
+pub fn postgres_options(
+    config: &mesh_runtime::config::PostgresConfig,
+) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+    use mesh_runtime::config::PgTlsMode;
+    use mesh_store::PgSslMode;
+    let mode = config.tls_mode.map(|mode| match mode {
+        PgTlsMode::Disable => PgSslMode::Disable,
+        PgTlsMode::Allow => PgSslMode::Allow,
+        PgTlsMode::Prefer => PgSslMode::Prefer,
+        PgTlsMode::Require => PgSslMode::Require,
+        PgTlsMode::VerifyCa => PgSslMode::VerifyCa,
+        PgTlsMode::VerifyFull => PgSslMode::VerifyFull,
+    });
+    Ok(mesh_store::connect_options(config.url.expose(), mode)?)
+}
+
 /// Applies the embedded PostgreSQL migrations (`meshd migrate`).
 pub async fn migrate(config: &MeshConfig) -> anyhow::Result<()> {
-    let pool = mesh_store::connect(config.postgres.url.expose(), 2)
+    let pool = mesh_store::connect_with(postgres_options(&config.postgres)?, 2)
         .await
         .with_context(|| format!("connecting to {}", config.postgres.url.redacted()))?;
     mesh_store::migrate(&pool).await.context("migrating")?;

@@ -29,10 +29,30 @@ enum Command {
     },
     /// Apply the PostgreSQL migrations and exit.
     Migrate,
+    /// Run the examples/ estate through the whole pipeline in memory (no servers needed) and
+    /// print what joined, which source won each attribute and why, and what would be exported.
+    Demo {
+        /// The directory holding rules/ and data/.
+        #[arg(default_value = "examples")]
+        examples: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo is pure and in memory: it needs no configuration, runtime or telemetry.
+    if let Command::Demo { examples } = &cli.command {
+        return match mesh_sim::demo::run(examples) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("meshd demo: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match MeshConfig::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -75,6 +95,7 @@ async fn run(command: Command, config: MeshConfig) -> anyhow::Result<()> {
             }
         }
         Command::Migrate => meshd::migrate(&config).await,
+        Command::Demo { .. } => Ok(()),
     };
     telemetry.shutdown().await?;
     result

@@ -256,3 +256,54 @@ async fn sigterm_drains_and_exits_cleanly() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(exit.success(), "exit {exit:?}: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tls_mode_is_applied() {
+    let db = TestDatabase::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), "nats://127.0.0.1:1", db.url());
+    let plain = std::fs::read_to_string(&path).unwrap();
+    // The local server has TLS on (Debian's default), so both modes can connect.
+    for (mode, expect_tls) in [("require", true), ("disable", false)] {
+        let text = plain.replace(
+            &format!("url = \"{}\"\n", db.url()),
+            &format!("url = \"{}\"\ntls_mode = \"{mode}\"\n", db.url()),
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = MeshConfig::load(Some(&path)).unwrap();
+        let options = meshd::postgres_options(&config.postgres).unwrap();
+        let pool = mesh_store::connect_with(options, 1).await.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(encrypted, expect_tls, "tls_mode = {mode}");
+        pool.close().await;
+    }
+}
+
+#[test]
+fn demo_runs_the_examples_without_servers() {
+    let examples = mesh_testkit::workspace_root().join("examples");
+    let output = meshd()
+        // No server is reachable at these addresses: the demo must not need any.
+        .env("MESH_NATS__URL", "nats://127.0.0.1:1")
+        .env("MESH_POSTGRES__URL", "postgres://postgres@127.0.0.1:1/none")
+        .arg("demo")
+        .arg(&examples)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("Identity Mesh demo"), "{stdout}");
+    assert!(stdout.contains("[leaver]"), "the leaver is shown: {stdout}");
+    assert!(
+        stdout.contains("hr-database"),
+        "exports are shown: {stdout}"
+    );
+}

@@ -23,6 +23,7 @@
 //! docs/configuration.md. Binaries with a different top-level shape can reuse
 //! [`figment()`](fn@figment) and [`extract`] with their own type.
 
+mod connector_agent;
 mod duration;
 mod error;
 mod secret;
@@ -36,6 +37,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use connector_agent::{ConnectorAgentConfig, HrFeedConfig, HrFormat, ScimEndpointConfig};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, ConfigProblem, ProblemKind, env_var_for};
 pub use secret::{REDACTED, Secret, SecretUrl, redacted_url};
@@ -65,6 +67,8 @@ pub struct MeshConfig {
     pub shutdown: ShutdownConfig,
     /// Consumer batching and redelivery defaults shared by every stage.
     pub bus: BusConfig,
+    /// The connector agent's SCIM endpoints and HR feeds.
+    pub connector_agent: ConnectorAgentConfig,
 }
 
 /// NATS connection settings. At most one of `credentials_file`, `nkey_seed_file`, `token`.
@@ -398,6 +402,7 @@ impl MeshConfig {
                 self.bus.max_deliver
             ),
         );
+        self.connector_agent.check(&mut problems);
         problems
     }
 }

@@ -118,11 +118,36 @@ pub const BUS_PUBLISHED: MetricDef = MetricDef::counter(
     "Messages published and accepted by JetStream.",
 );
 
-/// Messages in a consumer's stream not yet delivered to it: the consumer's lag, as of its last
-/// delivery.
+/// Messages in a consumer's stream not yet delivered to it: the consumer's lag, updated with
+/// every batch and from the server every 10 s while the consume loop waits.
 pub const BUS_CONSUMER_PENDING: MetricDef = MetricDef::gauge(
     "mesh_bus_consumer_pending",
-    "Messages not yet delivered to the consumer (its lag), as of its last delivery.",
+    "Messages not yet delivered to the consumer (its lag), updated per batch and every 10 s while idle.",
+);
+
+/// SCIM requests answered by the connector agent, by resource type, method and status.
+pub const CONNECTOR_SCIM_REQUESTS: MetricDef = MetricDef::counter(
+    "mesh_connector_scim_requests",
+    "SCIM requests answered by the connector agent, by method and status.",
+);
+
+/// Change events the connector agent's outbox relay published to JetStream.
+pub const CONNECTOR_OUTBOX_PUBLISHED: MetricDef = MetricDef::counter(
+    "mesh_connector_outbox_published",
+    "Change events published from the connector agent's outbox.",
+);
+
+/// Change events committed to the outbox and not yet published.
+pub const CONNECTOR_OUTBOX_PENDING: MetricDef = MetricDef::gauge(
+    "mesh_connector_outbox_pending",
+    "Change events committed to the connector agent's outbox and not yet published.",
+);
+
+/// HR extract records processed, by connector and outcome (joiner, mover, leaver, unchanged,
+/// malformed).
+pub const CONNECTOR_HR_RECORDS: MetricDef = MetricDef::counter(
+    "mesh_connector_hr_records",
+    "HR extract records processed, by connector and outcome.",
 );
 
 /// Every metric declared here, for docs and uniqueness checks.
@@ -135,6 +160,10 @@ pub const ALL: &[MetricDef] = &[
     BUS_BATCH_DURATION_SECONDS,
     BUS_PUBLISHED,
     BUS_CONSUMER_PENDING,
+    CONNECTOR_SCIM_REQUESTS,
+    CONNECTOR_OUTBOX_PUBLISHED,
+    CONNECTOR_OUTBOX_PENDING,
+    CONNECTOR_HR_RECORDS,
 ];
 
 /// Buckets for [`BUS_BATCH_SIZE`]: powers of two up to 1024.

@@ -2,6 +2,7 @@
 //! function returning the process exit status; add a group by adding a variant here.
 
 pub mod expr;
+pub mod import;
 pub mod rules;
 pub mod simulate;
 
@@ -20,6 +21,8 @@ pub enum Command {
     Rules(rules::RulesCommand),
     /// Run rules over sample data in memory and show the resulting mesh and exports.
     Simulate(simulate::SimulateArgs),
+    /// Upload an HR extract to the connector agent: diff, then joiners, movers, leavers.
+    Import(import::ImportArgs),
 }
 
 /// Runs one command.
@@ -28,5 +31,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Expr(command) => expr::run(command),
         Command::Rules(command) => rules::run(command),
         Command::Simulate(args) => simulate::run(args),
+        Command::Import(args) => import::run(args),
     }
 }
