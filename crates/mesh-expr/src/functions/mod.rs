@@ -33,6 +33,7 @@ use crate::eval::{Eval, EvalError, EvalResult};
 use crate::node::Node;
 use crate::span::Span;
 use crate::types::Ty;
+use crate::value::Val;
 
 /// The time every example runs at: what `Now()` returns in the examples.
 pub const EXAMPLE_NOW: &str = "2026-03-14T09:26:53Z";
@@ -216,6 +217,69 @@ static FUNCTIONS: [&Function; 15] = [
 /// Returns every built-in function, in documentation order.
 pub fn functions() -> impl Iterator<Item = &'static Function> {
     FUNCTIONS.iter().copied()
+}
+
+/// Which way `ToLower` and `ToUpper` map letters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Case {
+    Lower,
+    Upper,
+}
+
+impl Case {
+    /// Returns true when the byte is ASCII and already in this case (or not a letter).
+    fn holds(self, b: u8) -> bool {
+        b.is_ascii()
+            && match self {
+                Self::Lower => !b.is_ascii_uppercase(),
+                Self::Upper => !b.is_ascii_lowercase(),
+            }
+    }
+
+    fn map_ascii(self, s: &mut str) {
+        match self {
+            Self::Lower => s.make_ascii_lowercase(),
+            Self::Upper => s.make_ascii_uppercase(),
+        }
+    }
+
+    fn map(self, s: &str) -> String {
+        match self {
+            Self::Lower => s.to_lowercase(),
+            Self::Upper => s.to_uppercase(),
+        }
+    }
+}
+
+/// The shared body of `ToLower` and `ToUpper`: null stays null, text already in the target case
+/// is borrowed, ASCII text is mapped in place (its length cannot change), anything else goes
+/// through Unicode case mapping, whose result may be longer and is size-checked.
+pub(crate) fn change_case<'a>(
+    ev: &mut Eval<'a>,
+    args: &'a [Node],
+    span: Span,
+    name: &'static str,
+    case: Case,
+) -> EvalResult<'a> {
+    let [text] = arguments::<1>(name, args, span)?;
+    let Some(text) = ev.text(name, text)? else {
+        return Ok(Val::Null);
+    };
+    ev.charge(text.len(), span)?;
+    let mapped = match text {
+        Cow::Borrowed(s) if s.bytes().all(|b| case.holds(b)) => Cow::Borrowed(s),
+        Cow::Owned(mut s) if s.is_ascii() => {
+            case.map_ascii(&mut s);
+            Cow::Owned(s)
+        }
+        other => {
+            ev.check_size(name, other.len(), span)?;
+            let mapped = case.map(&other);
+            ev.check_size(name, mapped.len(), span)?;
+            Cow::Owned(mapped)
+        }
+    };
+    Ok(Val::Str(mapped))
 }
 
 /// Finds a function by name, case-insensitively.

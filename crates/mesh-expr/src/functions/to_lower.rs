@@ -1,13 +1,10 @@
 //! `ToLower(text)`: lowercase text.
 
-use std::borrow::Cow;
-
-use super::{Example, Function, Param, arguments, no_check, text_result};
+use super::{Case, Example, Function, Param, change_case, no_check, text_result};
 use crate::eval::{Eval, EvalResult};
 use crate::node::Node;
 use crate::span::Span;
 use crate::types::Ty;
-use crate::value::Val;
 
 pub(crate) static FUNCTION: Function = Function {
     name: "ToLower",
@@ -60,26 +57,5 @@ pub(crate) const EXAMPLES: &[Example] = &[
 ];
 
 fn eval<'a>(ev: &mut Eval<'a>, args: &'a [Node], span: Span) -> EvalResult<'a> {
-    let [text] = arguments::<1>("ToLower", args, span)?;
-    let Some(text) = ev.text("ToLower", text)? else {
-        return Ok(Val::Null);
-    };
-    ev.charge(text.len(), span)?;
-    let lowered = match text {
-        Cow::Borrowed(s) if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) => {
-            Cow::Borrowed(s)
-        }
-        // ASCII case mapping keeps the length, so the size was already within bounds.
-        Cow::Owned(mut s) if s.is_ascii() => {
-            s.make_ascii_lowercase();
-            Cow::Owned(s)
-        }
-        other => {
-            ev.check_size("ToLower", other.len(), span)?;
-            let mapped = other.to_lowercase();
-            ev.check_size("ToLower", mapped.len(), span)?;
-            Cow::Owned(mapped)
-        }
-    };
-    Ok(Val::Str(lowered))
+    change_case(ev, args, span, "ToLower", Case::Lower)
 }

@@ -1,13 +1,10 @@
 //! `ToUpper(text)`: uppercase text.
 
-use std::borrow::Cow;
-
-use super::{Example, Function, Param, arguments, no_check, text_result};
+use super::{Case, Example, Function, Param, change_case, no_check, text_result};
 use crate::eval::{Eval, EvalResult};
 use crate::node::Node;
 use crate::span::Span;
 use crate::types::Ty;
-use crate::value::Val;
 
 pub(crate) static FUNCTION: Function = Function {
     name: "ToUpper",
@@ -54,26 +51,5 @@ pub(crate) const EXAMPLES: &[Example] = &[
 ];
 
 fn eval<'a>(ev: &mut Eval<'a>, args: &'a [Node], span: Span) -> EvalResult<'a> {
-    let [text] = arguments::<1>("ToUpper", args, span)?;
-    let Some(text) = ev.text("ToUpper", text)? else {
-        return Ok(Val::Null);
-    };
-    ev.charge(text.len(), span)?;
-    let raised = match text {
-        Cow::Borrowed(s) if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_lowercase()) => {
-            Cow::Borrowed(s)
-        }
-        // ASCII case mapping keeps the length, so the size was already within bounds.
-        Cow::Owned(mut s) if s.is_ascii() => {
-            s.make_ascii_uppercase();
-            Cow::Owned(s)
-        }
-        other => {
-            ev.check_size("ToUpper", other.len(), span)?;
-            let mapped = other.to_uppercase();
-            ev.check_size("ToUpper", mapped.len(), span)?;
-            Cow::Owned(mapped)
-        }
-    };
-    Ok(Val::Str(raised))
+    change_case(ev, args, span, "ToUpper", Case::Upper)
 }
