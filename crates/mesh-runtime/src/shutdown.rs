@@ -92,9 +92,13 @@ impl Shutdown {
                 joined = tasks.set.join_next_with_id() => match joined {
                     Some(joined) => {
                         let name = tasks.record(joined, &mut report);
-                        tracing::warn!(task = %name, "task ended before shutdown, shutting down");
-                        report.ended_before_shutdown.push(name);
-                        self.trigger();
+                        // A task that saw the trigger first (its token fired) and ended at
+                        // once races this select; only an end without a trigger is early.
+                        if !self.is_triggered() {
+                            tracing::warn!(task = %name, "task ended before shutdown, shutting down");
+                            report.ended_before_shutdown.push(name);
+                            self.trigger();
+                        }
                     }
                     None => self.trigger(),
                 },

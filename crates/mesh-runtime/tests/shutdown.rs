@@ -97,3 +97,24 @@ async fn on_signals_installs_handlers_and_trigger_still_works() {
         .await
         .expect("triggered");
 }
+
+/// A task that returns the moment its token fires races the drain's wait for the trigger; it
+/// must count as completed, not as a task that ended before shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_ending_on_the_trigger_is_a_clean_completion() {
+    for _ in 0..200 {
+        let shutdown = Shutdown::new();
+        let mut tasks = TaskSet::new();
+        let token = shutdown.token();
+        tasks.spawn(
+            "waits-for-the-token",
+            async move { token.cancelled().await },
+        );
+        let trigger = shutdown.clone();
+        tokio::spawn(async move { trigger.trigger() });
+        let report = shutdown.drain(tasks, Duration::from_secs(1)).await;
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.completed, ["waits-for-the-token"]);
+        assert!(report.ended_before_shutdown.is_empty(), "{report:?}");
+    }
+}
