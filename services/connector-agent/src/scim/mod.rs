@@ -578,22 +578,8 @@ impl ListParams {
     }
 
     fn from_search(body: &Json) -> Result<Self, ScimError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ScimError::syntax("the body must be a JSON object"))?;
-        let get = |name: &str| {
-            obj.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        };
-        let schemas_ok = get("schemas")
-            .and_then(Json::as_array)
-            .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(SEARCH_REQUEST)));
-        if !schemas_ok {
-            return Err(ScimError::syntax(format!(
-                "\"schemas\" must be [\"{SEARCH_REQUEST}\"]"
-            )));
-        }
+        let obj = message_body(body, SEARCH_REQUEST)?;
+        let get = |name: &str| member(obj, name);
         let string = |name: &str| -> Result<Option<String>, ScimError> {
             match get(name) {
                 None | Some(Json::Null) => Ok(None),
@@ -1244,4 +1230,32 @@ async fn delete_one(
     }
     .await;
     finish(&st, Method::DELETE, result)
+}
+
+/// Opens a SCIM message body (a PATCH request, a search request): it must be a JSON object whose
+/// `schemas` names `schema` (RFC 7644 §3.5.2, §3.4.3), else `invalidSyntax`.
+pub(crate) fn message_body<'a>(
+    body: &'a Json,
+    schema: &str,
+) -> Result<&'a Map<String, Json>, ScimError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ScimError::syntax("the body must be a JSON object"))?;
+    let schemas_ok = member(obj, "schemas")
+        .and_then(Json::as_array)
+        .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(schema)));
+    if !schemas_ok {
+        return Err(ScimError::syntax(format!(
+            "\"schemas\" must be [\"{schema}\"]"
+        )));
+    }
+    Ok(obj)
+}
+
+/// Returns the member of a message body whose name matches `name` case-insensitively (SCIM
+/// attribute names are case-insensitive, RFC 7643 §2.1).
+pub(crate) fn member<'a>(obj: &'a Map<String, Json>, name: &str) -> Option<&'a Json> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
 }

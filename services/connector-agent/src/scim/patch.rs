@@ -35,22 +35,8 @@ pub fn apply(
     data: &Map<String, Json>,
     body: &Json,
 ) -> Result<Map<String, Json>, ScimError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ScimError::syntax("the body must be a JSON object"))?;
-    let get = |name: &str| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    };
-    let schemas_ok = get("schemas")
-        .and_then(Json::as_array)
-        .is_some_and(|s| s.iter().any(|u| u.as_str() == Some(PATCH_OP)));
-    if !schemas_ok {
-        return Err(ScimError::syntax(format!(
-            "\"schemas\" must be [\"{PATCH_OP}\"]"
-        )));
-    }
+    let obj = super::message_body(body, PATCH_OP)?;
+    let get = |name: &str| super::member(obj, name);
     let operations = get("Operations")
         .and_then(Json::as_array)
         .filter(|ops| !ops.is_empty())
