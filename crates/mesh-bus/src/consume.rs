@@ -3,7 +3,7 @@
 //! ```text
 //! pull ─▶ batch (≤ N messages, ≤ T after the first) ─▶ handler ─Ok─▶ ack all
 //!                                                        │
-//!                          Transient (a dependency is down) ─▶ nak all with backoff
+//!                          Transient (a dependency is down) ─▶ hold, retry in place with backoff
 //!                          Failed / Poison, batch of many ─▶ retry each message alone
 //!                          Failed, alone, < max_deliver    ─▶ nak with backoff
 //!                          Failed ≥ max_deliver, or Poison ─▶ MESH_DLQ, then term
@@ -15,8 +15,13 @@
 //! - A failing message never blocks the ones behind it: a failed batch is split and each
 //!   message retried alone, so only the poison one is naked and, after its bounded deliveries,
 //!   dead-lettered; a dead letter is stored before the original is terminated.
-//! - A failing dependency (PostgreSQL down) is not the message's fault: [`HandlerError::
-//!   Transient`] naks with backoff and never dead-letters, however long the outage.
+//! - A failing dependency (PostgreSQL down) is not the message's fault: on [`HandlerError::
+//!   Transient`] the loop keeps the batch, marks it in progress and retries it with backoff
+//!   until it succeeds, however long the outage; it never dead-letters for that, and the
+//!   messages behind the batch do not overtake it.
+//! - Order survives a crash: a new instance that finds messages delivered and not acked (its
+//!   predecessor died holding them) waits one ack wait before pulling, so JetStream delivers
+//!   those first. Only a message that fails on its own is retried after the ones behind it.
 //! - A handler panic is caught and treated as [`HandlerError::Failed`].
 //! - On shutdown the loop stops pulling, finishes the batch in hand (handler, acks), and
 //!   returns; unacked messages are redelivered to the next instance.
@@ -274,6 +279,7 @@ pub async fn run_consumer<H: BatchHandler>(
         spec,
         settings,
         handler,
+        shutdown: shutdown.clone(),
     };
     runner.run(shutdown).await
 }
@@ -283,6 +289,7 @@ struct Runner<'a, H> {
     spec: &'a ConsumerSpec,
     settings: &'a ConsumerSettings,
     handler: &'a H,
+    shutdown: CancellationToken,
 }
 
 impl<H: BatchHandler> Runner<'_, H> {
@@ -291,6 +298,9 @@ impl<H: BatchHandler> Runner<'_, H> {
         let Some(mut consumer) = consumer else {
             return Ok(());
         };
+        if self.wait_for_held_messages(&mut consumer, &shutdown).await {
+            return Ok(());
+        }
         tracing::info!(consumer = %self.spec.durable, stream = %self.spec.stream, "consuming");
         let mut lag_refresh = tokio::time::interval(LAG_REFRESH);
         lag_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -366,6 +376,30 @@ impl<H: BatchHandler> Runner<'_, H> {
         Ok(())
     }
 
+    /// When messages were delivered and not acked (an instance died holding a batch), waits
+    /// until JetStream makes them deliverable again (the ack wait), so that they are delivered
+    /// before the messages behind them and changes keep their order. Returns true on shutdown.
+    async fn wait_for_held_messages(
+        &self,
+        consumer: &mut jetstream::consumer::PullConsumer,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let held = match consumer.info().await {
+            Ok(info) => info.num_ack_pending,
+            Err(_) => return false,
+        };
+        if held == 0 {
+            return false;
+        }
+        tracing::info!(
+            consumer = %self.spec.durable,
+            held,
+            wait = ?self.spec.ack_wait,
+            "messages delivered to an instance that is gone come back first; waiting for them"
+        );
+        sleep_or_cancel(self.spec.ack_wait + HELD_GRACE, shutdown).await
+    }
+
     /// Sets the lag gauge from the server's count of messages not yet delivered.
     async fn refresh_lag(&self, consumer: &mut jetstream::consumer::PullConsumer) {
         match consumer.info().await {
@@ -439,7 +473,34 @@ impl<H: BatchHandler> Runner<'_, H> {
             consumer = %self.spec.durable,
             size = batch.len()
         );
-        match self.call_handler(&batch).instrument(span.clone()).await {
+        let mut result = self.call_handler(&batch).instrument(span.clone()).await;
+        // A failing dependency is retried in place, holding the batch (and telling JetStream
+        // it is in progress): naking it would let the messages behind it overtake it.
+        let mut attempt = 0_u32;
+        while let Err(HandlerError::Transient(error)) = &result {
+            attempt = attempt.saturating_add(1);
+            tracing::warn!(parent: &span, error = %error, consumer = %self.spec.durable, attempt, "dependency failed; retrying the batch");
+            let delay = self
+                .settings
+                .backoff_for(attempt)
+                .min(self.spec.ack_wait / 2);
+            for delivery in &batch {
+                delivery.ack(AckKind::Progress).await;
+            }
+            if sleep_or_cancel(delay, &self.shutdown).await {
+                // Shutting down: hand the batch back for the next instance.
+                for delivery in &batch {
+                    delivery.ack(AckKind::Nak(None)).await;
+                }
+                metrics
+                    .nacked
+                    .get_or_create(labels)
+                    .inc_by(batch.len() as u64);
+                return;
+            }
+            result = self.call_handler(&batch).instrument(span.clone()).await;
+        }
+        match result {
             Ok(()) => {
                 for delivery in &batch {
                     delivery.ack(AckKind::Ack).await;
@@ -449,17 +510,7 @@ impl<H: BatchHandler> Runner<'_, H> {
                     .get_or_create(labels)
                     .inc_by(batch.len() as u64);
             }
-            Err(HandlerError::Transient(error)) => {
-                tracing::warn!(parent: &span, error = %error, consumer = %self.spec.durable, "dependency failed; retrying batch later");
-                for delivery in &batch {
-                    let delay = self.settings.backoff_for(delivery.delivered);
-                    delivery.ack(AckKind::Nak(Some(delay))).await;
-                }
-                metrics
-                    .nacked
-                    .get_or_create(labels)
-                    .inc_by(batch.len() as u64);
-            }
+            Err(HandlerError::Transient(_)) => {}
             Err(error) if batch.len() > 1 => {
                 tracing::info!(parent: &span, error = %error.reason(), "batch failed; retrying each message alone");
                 for delivery in batch {
@@ -563,6 +614,9 @@ impl<H: BatchHandler> Runner<'_, H> {
 
 /// How often an idle consume loop asks the server for its lag.
 const LAG_REFRESH: Duration = Duration::from_secs(10);
+
+/// Slack after the ack wait before held messages are surely deliverable again.
+const HELD_GRACE: Duration = Duration::from_millis(500);
 
 /// Sleeps for `duration`; returns true if `shutdown` was cancelled first.
 async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {

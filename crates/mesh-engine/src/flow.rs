@@ -18,13 +18,13 @@ use mesh_model::{
     AttributeName, Attributes, Confidence, ConnectorObjectRef, EventId, MeshObjectId, RuleName,
     Value,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::RuleSet;
 use crate::trace::{Trace, show};
 
 /// Where a contribution comes from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Source {
     /// An inbound flow rule over a connector object.

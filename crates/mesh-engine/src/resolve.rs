@@ -25,7 +25,7 @@ use mesh_model::{
     AttributeChange, AttributeName, Attributes, Confidence, EventId, LifecycleState,
     MeshObjectChanged, MeshObjectId, ObjectType, Value,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::flow::{Contribution, Source, TransformError, is_no_value};
 use crate::lifecycle::{Link, lifecycle};
@@ -43,7 +43,7 @@ pub struct Override {
 }
 
 /// Where a resolved value came from: the winning contribution.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lineage {
     /// The winner's source.

@@ -100,6 +100,10 @@ pub struct CorrelatedChange {
     pub previous_mesh_object: Option<MeshObjectId>,
     /// The version of the rule set that produced the outcome.
     pub rule_version: u64,
+    /// The MESH_CHANGES stream sequence of the change the attributes come from; per connector
+    /// object, a lower one than already applied is stale. 0 when unknown.
+    #[serde(default)]
+    pub source_sequence: u64,
 }
 
 /// Where a mesh object is in its life.

@@ -222,6 +222,7 @@ fn join_state_errors_name_the_oneof_member() {
         },
         previous_mesh_object: None,
         rule_version: 1,
+        source_sequence: 0,
     }
     .into();
 

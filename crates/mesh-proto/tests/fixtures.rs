@@ -100,6 +100,7 @@ fn correlated_change() -> CorrelatedChange {
         },
         previous_mesh_object: None,
         rule_version: 7,
+        source_sequence: 0,
     }
 }
 
@@ -118,6 +119,7 @@ fn correlated_change_ambiguous() -> CorrelatedChange {
             MeshObjectId::parse("0190d1f2-7c1a-7b3e-9f00-0000000000af").unwrap(),
         ),
         rule_version: 7,
+        source_sequence: 0,
     }
 }
 

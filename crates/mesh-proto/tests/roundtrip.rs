@@ -145,14 +145,18 @@ fn correlated_change() -> impl Strategy<Value = CorrelatedChange> {
         join_state(),
         prop::option::of(mesh_object_id()),
         any::<u64>(),
+        any::<u64>(),
     )
         .prop_map(
-            |(event_id, change, join, previous_mesh_object, rule_version)| CorrelatedChange {
-                event_id,
-                change,
-                join,
-                previous_mesh_object,
-                rule_version,
+            |(event_id, change, join, previous_mesh_object, rule_version, source_sequence)| {
+                CorrelatedChange {
+                    event_id,
+                    change,
+                    join,
+                    previous_mesh_object,
+                    rule_version,
+                    source_sequence,
+                }
             },
         )
 }

@@ -67,6 +67,11 @@ fn collect_yaml(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), FilesError>
     }
     for entry in fs::read_dir(path).map_err(io_error(path))? {
         let entry = entry.map_err(io_error(path))?;
+        // Hidden entries are skipped: a Kubernetes ConfigMap volume holds every file twice more
+        // under `..data` and a dated `..2026_…` directory, besides the visible symlinks.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let child = entry.path();
         if child.is_dir() {
             collect_yaml(&child, files)?;

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod files;
 pub mod report;
 pub mod scenario;
+pub mod synthetic;
 pub mod world;
 
 pub use data::{TimedEvent, parse_events, parse_records};

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use crate::data::TimedEvent;
 use chrono::{DateTime, Utc};
 use mesh_engine::{
     Contribution, CorrelateInput, DisconnectorDirectory, Link, MeshDirectory, MeshObjectState,
@@ -22,8 +23,8 @@ use mesh_engine::{
     flow, join_key, project, retry_queries, update_mesh_object,
 };
 use mesh_model::{
-    AttributeName, Attributes, ChangeOperation, ConnectorId, ConnectorObjectRef, EventId,
-    ExportCommand, JoinState, MeshObjectId, ObjectType, Value,
+    AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
+    EventId, ExportCommand, JoinState, MeshObjectId, ObjectType, Value,
 };
 
 /// A connector object in the management space.
@@ -217,7 +218,7 @@ impl World {
     pub fn apply(&mut self, event: &SimEvent, at: Option<DateTime<Utc>>) -> Result<(), WorldError> {
         self.now = at.unwrap_or_else(|| self.now + chrono::Duration::seconds(1));
         self.events += 1;
-        let event_id = EventId::derive("identitymesh.io/mesh-sim", &self.events.to_be_bytes());
+        let event_id = Self::event_id(self.events);
         match event {
             SimEvent::Upsert {
                 connector,
@@ -301,6 +302,57 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// The id the world gives its `n`-th event (counting from 1).
+    pub fn event_id(n: u64) -> EventId {
+        EventId::derive("identitymesh.io/mesh-sim", &n.to_be_bytes())
+    }
+
+    /// Returns the change events a connector agent would publish for `events`, with the ids
+    /// and source times [`World::apply`] gives them when applied to this world next, so that
+    /// the services' results on them can be compared with the simulator's. Overrides and ticks
+    /// publish nothing but use up an id and a time, as they do in `apply`.
+    pub fn change_events(
+        &self,
+        events: &[TimedEvent],
+    ) -> Result<Vec<ChangeEvent>, (usize, WorldError)> {
+        let mut now = self.now;
+        let mut changes = Vec::with_capacity(events.len());
+        for (i, timed) in events.iter().enumerate() {
+            now = timed
+                .at
+                .unwrap_or_else(|| now + chrono::Duration::seconds(1));
+            let event_id = Self::event_id(self.events + 1 + i as u64);
+            let (connector, object_type, attributes, operation) = match &timed.event {
+                SimEvent::Upsert {
+                    connector,
+                    object_type,
+                    attributes,
+                } => (connector, object_type, attributes, ChangeOperation::Upsert),
+                SimEvent::Delete {
+                    connector,
+                    object_type,
+                    attributes,
+                } => (connector, object_type, attributes, ChangeOperation::Delete),
+                SimEvent::Override { .. } | SimEvent::Tick => continue,
+            };
+            let object = self
+                .object_ref(connector, object_type.as_ref(), attributes)
+                .map_err(|e| (i + 1, e))?;
+            changes.push(ChangeEvent {
+                event_id,
+                object,
+                operation,
+                attributes: if operation == ChangeOperation::Delete {
+                    Attributes::new()
+                } else {
+                    attributes.clone()
+                },
+                source_time: now,
+            });
+        }
+        Ok(changes)
     }
 
     fn note(&mut self, line: impl FnOnce() -> String) {

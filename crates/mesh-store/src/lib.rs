@@ -10,7 +10,11 @@
 //! macros, so the workspace builds on a machine without a database and without committed
 //! offline data.
 
+pub mod audit;
 pub mod inbox;
+pub mod json;
+pub mod outbox;
+pub mod pipeline;
 
 use std::time::Duration;
 
@@ -47,6 +51,14 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A stored row could not be read back (written by a newer or broken writer).
+    #[error("stored {what} is malformed: {reason}")]
+    Malformed {
+        /// What was being read, e.g. "mesh object lineage".
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -57,7 +69,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connect { .. } => true,
-            Self::InvalidUrl(_) | Self::Migrate(_) => false,
+            Self::InvalidUrl(_) | Self::Migrate(_) | Self::Malformed { .. } => false,
             Self::Query { source, .. } => is_transient(source),
         }
     }

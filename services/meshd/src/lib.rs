@@ -58,15 +58,35 @@ pub struct ServiceDef {
 
 /// Every service this build can run. Stages are added here as they are built; `meshd run all`
 /// runs them all.
-pub const SERVICES: &[ServiceDef] = &[ServiceDef {
-    name: "connector-agent",
-    about: "SCIM 2.0 server and HR feeds -> change events",
-    run: |c, t| {
-        Box::pin(
-            async move { Ok(connector_agent::run(c.config, c.bus, c.pool, c.metrics, t).await?) },
-        )
+pub const SERVICES: &[ServiceDef] = &[
+    ServiceDef {
+        name: "connector-agent",
+        about: "SCIM 2.0 server and HR feeds -> change events",
+        run: |c, t| {
+            Box::pin(async move {
+                Ok(connector_agent::run(c.config, c.bus, c.pool, c.metrics, t).await?)
+            })
+        },
     },
-}];
+    ServiceDef {
+        name: "correlation",
+        about: "join rules: change events -> joined, disconnector or ambiguous",
+        run: |c, t| {
+            Box::pin(async move {
+                Ok(correlation::run(c.config, c.bus, c.pool, c.metrics, c.topology, t).await?)
+            })
+        },
+    },
+    ServiceDef {
+        name: "flow",
+        about: "inbound flow, composition and resolution -> mesh object changes",
+        run: |c, t| {
+            Box::pin(async move {
+                Ok(flow::run(c.config, c.bus, c.pool, c.metrics, c.topology, t).await?)
+            })
+        },
+    },
+];
 
 /// Resolves service names from the command line (`all` means every service), refusing unknown
 /// ones with the list of known ones.

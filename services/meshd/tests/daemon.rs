@@ -52,7 +52,13 @@ readiness_timeout = "1s"
 
 [shutdown]
 grace_period = "5s"
-"#
+
+[rules]
+path = "{rules}"
+"#,
+        rules = mesh_testkit::workspace_root()
+            .join("examples/rules")
+            .display()
     )
     .unwrap();
     path
@@ -228,6 +234,10 @@ async fn sigterm_drains_and_exits_cleanly() {
         .env("MESH_NATS__URL", nats.url())
         .env("MESH_POSTGRES__URL", db.url())
         .env("MESH_ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "MESH_RULES__PATH",
+            mesh_testkit::workspace_root().join("examples/rules"),
+        )
         .args(["run", "all"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

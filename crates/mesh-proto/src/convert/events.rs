@@ -289,6 +289,7 @@ impl From<model::CorrelatedChange> for v1::CorrelatedChange {
             join: Some(change.join.into()),
             previous_mesh_object: change.previous_mesh_object.map(|id| id.to_string()),
             rule_version: change.rule_version,
+            source_sequence: change.source_sequence,
         }
     }
 }
@@ -308,6 +309,7 @@ fn correlated_change_from_pb(
             &path.field("previous_mesh_object"),
         )?,
         rule_version: change.rule_version,
+        source_sequence: change.source_sequence,
     })
 }
 convert_pair!(

@@ -69,6 +69,26 @@ pub struct MeshConfig {
     pub bus: BusConfig,
     /// The connector agent's SCIM endpoints and HR feeds.
     pub connector_agent: ConnectorAgentConfig,
+    /// Where the pipeline services read connectors and rules.
+    pub rules: RulesConfig,
+}
+
+/// Where the pipeline services (correlation, flow) read their connectors and rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RulesConfig {
+    /// A YAML file or a directory of them (read recursively). Default
+    /// `/etc/identity-mesh/rules`, where the chart and the compose file mount them.
+    pub path: PathBuf,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("/etc/identity-mesh/rules"),
+        }
+    }
 }
 
 /// NATS connection settings. At most one of `credentials_file`, `nkey_seed_file`, `token`.

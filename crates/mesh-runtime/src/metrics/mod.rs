@@ -10,8 +10,10 @@
 
 pub mod names;
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use prometheus_client::registry::{Metric, Registry};
 
@@ -25,6 +27,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     inner: Arc<RwLock<Registry>>,
+    /// Metrics registered with [`MetricsRegistry::register_shared`], by name.
+    shared: Arc<Mutex<HashMap<&'static str, Box<dyn Any + Send>>>>,
 }
 
 impl fmt::Debug for MetricsRegistry {
@@ -43,6 +47,7 @@ impl MetricsRegistry {
     pub fn from_registry(registry: Registry) -> Self {
         Self {
             inner: Arc::new(RwLock::new(registry)),
+            shared: Arc::default(),
         }
     }
 
@@ -59,6 +64,28 @@ impl MetricsRegistry {
             def.kind
         );
         self.with_registry(|r| r.register(def.name, def.help, metric.clone()));
+        metric
+    }
+
+    /// Like [`MetricsRegistry::register`], for a metric (usually a family) that several
+    /// components of one process share, such as the stages `meshd run all` runs together: the
+    /// first call registers `metric`, later calls with the same `def` return that one.
+    ///
+    /// In debug builds, panics if a later call asks for another type.
+    pub fn register_shared<M: Metric + Clone + Send + 'static>(
+        &self,
+        def: &MetricDef,
+        metric: M,
+    ) -> M {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = shared.get(def.name) {
+            if let Some(existing) = existing.downcast_ref::<M>() {
+                return existing.clone();
+            }
+            debug_assert!(false, "metric {} shared with two types", def.name);
+        }
+        let metric = self.register(def, metric);
+        shared.insert(def.name, Box::new(metric.clone()));
         metric
     }
 

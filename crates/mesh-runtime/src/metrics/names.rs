@@ -150,6 +150,26 @@ pub const CONNECTOR_HR_RECORDS: MetricDef = MetricDef::counter(
     "HR extract records processed, by connector and outcome.",
 );
 
+/// Events through a pipeline stage, by stage and direction: `in` (handled), `out`
+/// (published), `duplicate` (already processed: inbox), `stale` (overtaken by a newer change).
+pub const STAGE_EVENTS: MetricDef = MetricDef::counter(
+    "mesh_stage_events",
+    "Events through a pipeline stage, by stage and direction (in, out, duplicate, stale).",
+);
+
+/// Outcomes of a pipeline stage: join outcomes of correlation (matched, projected, existing,
+/// disconnector, ambiguous, deleted, rejoined), flow's changed and unchanged mesh objects.
+pub const STAGE_OUTCOMES: MetricDef = MetricDef::counter(
+    "mesh_stage_outcomes",
+    "Outcomes of a pipeline stage (join outcomes, mesh objects changed), by stage and outcome.",
+);
+
+/// Transform scripts that failed at run time, by stage and rule.
+pub const STAGE_TRANSFORM_ERRORS: MetricDef = MetricDef::counter(
+    "mesh_stage_transform_errors",
+    "Transform scripts that failed at run time (contribution skipped), by stage and rule.",
+);
+
 /// Every metric declared here, for docs and uniqueness checks.
 pub const ALL: &[MetricDef] = &[
     BUS_MESSAGES_CONSUMED,
@@ -164,6 +184,9 @@ pub const ALL: &[MetricDef] = &[
     CONNECTOR_OUTBOX_PUBLISHED,
     CONNECTOR_OUTBOX_PENDING,
     CONNECTOR_HR_RECORDS,
+    STAGE_EVENTS,
+    STAGE_OUTCOMES,
+    STAGE_TRANSFORM_ERRORS,
 ];
 
 /// Buckets for [`BUS_BATCH_SIZE`]: powers of two up to 1024.

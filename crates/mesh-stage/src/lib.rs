@@ -1,0 +1,337 @@
+//! What every pipeline stage shares beyond the bus and the store: the transactional outbox
+//! that makes "commit, then publish" safe, loading the rule set, and the stage metrics.
+//!
+//! A stage handles a batch as DESIGN.md §4 says: one transaction claims the batch's message
+//! ids in the inbox, applies the effect and writes the output messages to the stage outbox
+//! ([`Outbox::write`]); after the commit the outputs are published and their outbox rows
+//! deleted ([`Outbox::publish_committed`]); then the batch is acked. If the process dies or
+//! NATS fails between the commit and the deletion, the rows stay, and the next batch (or the
+//! next process) publishes them first ([`Outbox::flush`]) with their original message ids.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use mesh_bus::{Delivery, HandlerError, Outgoing, Publisher};
+use mesh_engine::{LoadError, RuleSet};
+use mesh_runtime::metrics::{MetricsRegistry, names};
+use mesh_store::audit::{self, AuditEntry};
+use mesh_store::outbox::{self, NewOutboxRow};
+use mesh_store::{StoreError, inbox};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// Why the rule set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The files could not be read.
+    #[error("reading rules from {path}")]
+    Read {
+        /// The configured path.
+        path: String,
+        /// What failed.
+        #[source]
+        source: mesh_sim::files::FilesError,
+    },
+    /// The rules are invalid.
+    #[error("the rules in {path} are invalid:\n{problems}")]
+    Invalid {
+        /// The configured path.
+        path: String,
+        /// Every problem, one per line, with its position.
+        problems: String,
+    },
+}
+
+/// Reads and validates the rule set at `path` (a file or a directory).
+pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
+    let shown = path.display().to_string();
+    let sources = mesh_sim::files::read_rules(path).map_err(|source| RulesError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    mesh_engine::load(&sources).map_err(|LoadError { problems }| RulesError::Invalid {
+        path: shown,
+        problems: problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// Reads the rule set a service's configuration names, logging where it came from.
+pub fn load_configured_rules(
+    config: &mesh_runtime::config::MeshConfig,
+    stage: &str,
+) -> Result<RuleSet, RulesError> {
+    let rules = load_rules(&config.rules.path)?;
+    tracing::info!(stage, path = %config.rules.path.display(), version = rules.version(), "rules loaded");
+    Ok(rules)
+}
+
+/// One stage's batch bracket: inbox, audit chain, outbox and metrics under one name.
+#[derive(Debug)]
+pub struct Stage {
+    name: &'static str,
+    pool: PgPool,
+    outbox: Outbox,
+    metrics: StageMetrics,
+}
+
+impl Stage {
+    /// The stage `name` (its inbox consumer, outbox stage, audit chain and metric label).
+    pub fn new(
+        name: &'static str,
+        pool: PgPool,
+        publisher: Publisher,
+        registry: &MetricsRegistry,
+    ) -> Self {
+        Self {
+            name,
+            outbox: Outbox::new(pool.clone(), publisher, name),
+            pool,
+            metrics: StageMetrics::new(registry, name),
+        }
+    }
+
+    /// The stage's metrics.
+    pub fn metrics(&self) -> &StageMetrics {
+        &self.metrics
+    }
+
+    /// Publishes what an earlier batch left in the outbox, opens the batch's transaction and
+    /// claims its message ids; returns the transaction and the ids to process (the others were
+    /// processed before).
+    pub async fn begin(
+        &self,
+        batch: &[Delivery],
+    ) -> Result<(Transaction<'static, Postgres>, HashSet<String>), HandlerError> {
+        self.outbox.flush().await?;
+        let mut tx = self.pool.begin().await.map_err(HandlerError::transient)?;
+        let ids: Vec<String> = batch.iter().map(|d| d.msg_id().into_owned()).collect();
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let fresh = inbox::claim(&mut tx, self.name, &id_refs)
+            .await
+            .map_err(store_error)?;
+        self.metrics.events("duplicate", batch.len() - fresh.len());
+        self.metrics.events("in", fresh.len());
+        Ok((tx, fresh))
+    }
+
+    /// Appends the batch's audit entries, writes its outputs to the outbox, commits, then
+    /// publishes the outputs.
+    pub async fn commit(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        entries: &[AuditEntry],
+        outgoing: Vec<Outgoing>,
+    ) -> Result<(), HandlerError> {
+        audit::append(&mut tx, self.name, entries)
+            .await
+            .map_err(store_error)?;
+        self.metrics.events("out", outgoing.len());
+        let written = self
+            .outbox
+            .write(&mut tx, outgoing)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(HandlerError::transient)?;
+        self.outbox.publish_committed(written).await
+    }
+}
+
+/// Maps a store error to the consume loop's retry decision: a connection problem or a
+/// serialization conflict is transient (retry the batch, never dead-letter); anything else
+/// fails the batch so that a poison message is isolated.
+pub fn store_error(error: StoreError) -> HandlerError {
+    if error.is_transient() {
+        HandlerError::transient(error)
+    } else {
+        HandlerError::failed(error)
+    }
+}
+
+/// The outbox of one stage.
+#[derive(Debug)]
+pub struct Outbox {
+    pool: PgPool,
+    publisher: Publisher,
+    stage: &'static str,
+    /// Rows may be waiting: at start (a previous process may have left some) and after a
+    /// failed publish.
+    dirty: AtomicBool,
+}
+
+/// Rows written in a transaction, to publish once it committed.
+#[derive(Debug)]
+#[must_use = "committed messages must be published"]
+pub struct Written {
+    ids: Vec<i64>,
+    messages: Vec<Outgoing>,
+}
+
+impl Outbox {
+    /// The outbox of `stage` (its rows are `stage_outbox.stage = stage`).
+    pub fn new(pool: PgPool, publisher: Publisher, stage: &'static str) -> Self {
+        Self {
+            pool,
+            publisher,
+            stage,
+            dirty: AtomicBool::new(true),
+        }
+    }
+
+    /// Writes `messages` in the caller's transaction.
+    pub async fn write(
+        &self,
+        conn: &mut PgConnection,
+        messages: Vec<Outgoing>,
+    ) -> Result<Written, StoreError> {
+        let rows: Vec<NewOutboxRow<'_>> = messages
+            .iter()
+            .map(|m| NewOutboxRow {
+                subject: &m.subject,
+                msg_id: &m.msg_id,
+                schema: &m.schema,
+                payload: &m.payload,
+            })
+            .collect();
+        let ids = outbox::insert(conn, self.stage, &rows).await?;
+        Ok(Written { ids, messages })
+    }
+
+    /// Publishes what a committed transaction wrote, then deletes its rows. On failure the
+    /// rows stay for [`Outbox::flush`] and the error is transient.
+    pub async fn publish_committed(&self, written: Written) -> Result<(), HandlerError> {
+        if written.messages.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.publisher.publish_all(written.messages).await {
+            self.dirty.store(true, Ordering::SeqCst);
+            return Err(HandlerError::transient(error));
+        }
+        if let Err(error) = outbox::delete(&self.pool, self.stage, &written.ids).await {
+            // Published but not deleted: a later flush republishes them under the same ids,
+            // which JetStream or the next stage's inbox drops.
+            self.dirty.store(true, Ordering::SeqCst);
+            tracing::warn!(stage = self.stage, error = %error, "published outbox rows not deleted");
+        }
+        Ok(())
+    }
+
+    /// Publishes rows left by an earlier failure or process, oldest first, when there may be
+    /// any. Call it at the start of every batch: outputs keep their order.
+    pub async fn flush(&self) -> Result<(), HandlerError> {
+        if !self.dirty.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        loop {
+            let rows = outbox::pending(&self.pool, self.stage, 1000)
+                .await
+                .map_err(store_error)?;
+            if rows.is_empty() {
+                break;
+            }
+            tracing::info!(
+                stage = self.stage,
+                rows = rows.len(),
+                "publishing outbox rows left behind"
+            );
+            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+            let messages = rows.into_iter().map(|row| {
+                Outgoing::encode_raw(
+                    row.subject,
+                    row.msg_id,
+                    row.schema,
+                    Bytes::from(row.payload),
+                )
+            });
+            self.publisher
+                .publish_all(messages)
+                .await
+                .map_err(HandlerError::transient)?;
+            outbox::delete(&self.pool, self.stage, &ids)
+                .await
+                .map_err(store_error)?;
+        }
+        self.dirty.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Labels of [`StageMetrics::events`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The stage (`correlation`, `flow`, ...).
+    pub stage: String,
+    /// `in`, `out`, `stale` or `duplicate`.
+    pub direction: String,
+}
+
+/// Labels of [`StageMetrics::outcomes`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The stage.
+    pub stage: String,
+    /// What happened, e.g. `matched`, `projected`, `disconnector`, `ambiguous`.
+    pub outcome: String,
+}
+
+/// The metrics a pipeline stage keeps beyond the bus's (which counts consumed, acked and
+/// dead-lettered messages and batch sizes and durations per consumer).
+#[derive(Debug, Clone)]
+pub struct StageMetrics {
+    stage: &'static str,
+    events: Family<EventLabels, Counter>,
+    outcomes: Family<OutcomeLabels, Counter>,
+    transform_errors: Family<OutcomeLabels, Counter>,
+}
+
+impl StageMetrics {
+    /// Registers (or shares) the stage metric families in `registry`.
+    pub fn new(registry: &MetricsRegistry, stage: &'static str) -> Self {
+        Self {
+            stage,
+            events: registry.register_shared(&names::STAGE_EVENTS, Family::default()),
+            outcomes: registry.register_shared(&names::STAGE_OUTCOMES, Family::default()),
+            transform_errors: registry
+                .register_shared(&names::STAGE_TRANSFORM_ERRORS, Family::default()),
+        }
+    }
+
+    /// Counts `n` events in `direction`.
+    pub fn events(&self, direction: &str, n: usize) {
+        if n > 0 {
+            self.events
+                .get_or_create(&EventLabels {
+                    stage: self.stage.to_owned(),
+                    direction: direction.to_owned(),
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Counts one outcome.
+    pub fn outcome(&self, outcome: &str) {
+        self.outcomes
+            .get_or_create(&OutcomeLabels {
+                stage: self.stage.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a transform error of `rule`.
+    pub fn transform_error(&self, rule: &str) {
+        self.transform_errors
+            .get_or_create(&OutcomeLabels {
+                stage: self.stage.to_owned(),
+                outcome: rule.to_owned(),
+            })
+            .inc();
+    }
+}

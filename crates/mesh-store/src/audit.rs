@@ -1,0 +1,280 @@
+//! The audit log: append-only and hash-chained, so that an edited or deleted row is detected.
+//!
+//! Each stage appends to its own chain (`correlation`, `flow`, ...) inside the transaction of
+//! the batch it audits, under a row lock on the chain's head, so a chain has one writer at a
+//! time and its sequence numbers have no gaps. A row's hash is
+//! `sha256(previous hash || canonical text of the row)`; the head keeps the last sequence number
+//! and hash, so removing the newest rows is detected as surely as editing an old one.
+//! [`verify`] recomputes every chain.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// One audited fact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// When it happened (the event's time); stored to the microsecond.
+    pub at: DateTime<Utc>,
+    /// What happened: `join`, `projection`, `disconnector`, `ambiguous`, `value`, ...
+    pub kind: &'static str,
+    /// The event that caused it.
+    pub event_id: Option<Uuid>,
+    /// The mesh object concerned.
+    pub mesh_object: Option<Uuid>,
+    /// The connector object concerned, as `connector/type/external-id`.
+    pub connector_object: Option<String>,
+    /// The rule that decided it.
+    pub rule: Option<String>,
+    /// Everything else, as a JSON object.
+    pub detail: Json,
+}
+
+/// The canonical text a row's hash covers. Key order is fixed by the struct; `detail` is a
+/// `serde_json::Value`, whose maps are sorted, so the text read back from `jsonb` is the text
+/// written.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    chain: &'a str,
+    seq: i64,
+    at: String,
+    kind: &'a str,
+    event_id: Option<Uuid>,
+    mesh_object: Option<Uuid>,
+    connector_object: Option<&'a str>,
+    rule: Option<&'a str>,
+    detail: &'a Json,
+}
+
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn row_hash(
+    prev: &[u8],
+    chain: &str,
+    seq: i64,
+    at: DateTime<Utc>,
+    kind: &str,
+    event_id: Option<Uuid>,
+    mesh_object: Option<Uuid>,
+    connector_object: Option<&str>,
+    rule: Option<&str>,
+    detail: &Json,
+) -> Vec<u8> {
+    let canonical = Canonical {
+        chain,
+        seq,
+        at: at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        kind,
+        event_id,
+        mesh_object,
+        connector_object,
+        rule,
+        detail,
+    };
+    let text = serde_json::to_vec(&canonical).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    hasher.update(prev);
+    hasher.update(&text);
+    hasher.finalize().to_vec()
+}
+
+/// Appends `entries` to `chain`, in order. Call it inside the transaction whose effect they
+/// audit; it holds the chain's head lock until that transaction ends.
+pub async fn append(
+    conn: &mut PgConnection,
+    chain: &str,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, '\\x'::bytea) \
+         ON CONFLICT (chain) DO NOTHING",
+    )
+    .bind(chain)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::query("creating the audit chain head"))?;
+    let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE")
+        .bind(chain)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::query("locking the audit chain head"))?;
+    let mut seq: i64 = head.get("seq");
+    let mut hash: Vec<u8> = head.get("hash");
+
+    let n = entries.len();
+    let (mut seqs, mut ats, mut kinds, mut events, mut objects, mut connectors, mut rules) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut details, mut prevs, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for entry in entries {
+        seq += 1;
+        let at = micros(entry.at);
+        let next = row_hash(
+            &hash,
+            chain,
+            seq,
+            at,
+            entry.kind,
+            entry.event_id,
+            entry.mesh_object,
+            entry.connector_object.as_deref(),
+            entry.rule.as_deref(),
+            &entry.detail,
+        );
+        seqs.push(seq);
+        ats.push(at);
+        kinds.push(entry.kind);
+        events.push(entry.event_id);
+        objects.push(entry.mesh_object);
+        connectors.push(entry.connector_object.as_deref());
+        rules.push(entry.rule.as_deref());
+        details.push(entry.detail.clone());
+        prevs.push(std::mem::replace(&mut hash, next.clone()));
+        hashes.push(next);
+    }
+    sqlx::query(
+        "INSERT INTO audit_log \
+           (chain, seq, at, kind, event_id, mesh_object, connector_object, rule, detail, prev_hash, hash) \
+         SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], \
+           $6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])",
+    )
+    .bind(chain)
+    .bind(&seqs)
+    .bind(&ats)
+    .bind(&kinds)
+    .bind(&events)
+    .bind(&objects)
+    .bind(&connectors)
+    .bind(&rules)
+    .bind(&details)
+    .bind(&prevs)
+    .bind(&hashes)
+    .execute(&mut *conn)
+    .await
+    .map_err(StoreError::query("appending to the audit log"))?;
+    sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
+        .bind(chain)
+        .bind(seq)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::query("moving the audit chain head"))?;
+    Ok(())
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Rows checked, over every chain.
+    pub rows: u64,
+    /// Chains checked.
+    pub chains: u64,
+    /// What is wrong, one line per problem; empty when every chain is intact.
+    pub problems: Vec<String>,
+}
+
+impl Verification {
+    /// Returns true when no problem was found.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Recomputes every chain and compares it with the stored hashes and heads.
+pub async fn verify(pool: &PgPool) -> Result<Verification, StoreError> {
+    let heads: Vec<(String, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT chain, seq, hash FROM audit_heads ORDER BY chain")
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::query("reading the audit chain heads"))?;
+    let mut report = Verification::default();
+    for (chain, head_seq, head_hash) in heads {
+        report.chains += 1;
+        let mut expected_seq = 0_i64;
+        let mut hash: Vec<u8> = Vec::new();
+        let mut after = 0_i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at, kind, event_id, mesh_object, connector_object, rule, detail, \
+                        prev_hash, hash \
+                 FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT 10000",
+            )
+            .bind(&chain)
+            .bind(after)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::query("reading the audit log"))?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                let seq: i64 = row.get("seq");
+                after = seq;
+                report.rows += 1;
+                expected_seq += 1;
+                if seq != expected_seq {
+                    report.problems.push(format!(
+                        "chain {chain}: row {expected_seq} is missing (next row is {seq})"
+                    ));
+                    expected_seq = seq;
+                }
+                let stored_prev: Vec<u8> = row.get("prev_hash");
+                let stored: Vec<u8> = row.get("hash");
+                let kind: String = row.get("kind");
+                let connector_object: Option<String> = row.get("connector_object");
+                let rule: Option<String> = row.get("rule");
+                let detail: Json = row.get("detail");
+                let computed = row_hash(
+                    &stored_prev,
+                    &chain,
+                    seq,
+                    row.get("at"),
+                    &kind,
+                    row.get("event_id"),
+                    row.get("mesh_object"),
+                    connector_object.as_deref(),
+                    rule.as_deref(),
+                    &detail,
+                );
+                if stored_prev != hash {
+                    report.problems.push(format!(
+                        "chain {chain}: row {seq} does not follow the row before it"
+                    ));
+                }
+                if computed != stored {
+                    report.problems.push(format!(
+                        "chain {chain}: row {seq} was changed after it was written"
+                    ));
+                }
+                hash = stored;
+            }
+        }
+        if expected_seq != head_seq || hash != head_hash {
+            report.problems.push(format!(
+                "chain {chain}: the head says {head_seq} rows, the log ends at row {expected_seq}"
+            ));
+        }
+    }
+    Ok(report)
+}

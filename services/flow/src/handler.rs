@@ -1,0 +1,357 @@
+//! The `flow` consumer's batch handler.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
+use mesh_engine::resolve::changed_event_id;
+use mesh_engine::{
+    Contribution, Link, MeshObjectState, Override, RuleSet, Trace, TransformError, UpdateInput,
+    flow, join_key, update_mesh_object,
+};
+use mesh_model::{
+    AttributeName, Attributes, ConnectorObjectRef, CorrelatedChange, EventId, JoinState,
+    MeshObjectChanged, MeshObjectId,
+};
+use mesh_stage::{Stage, store_error};
+use mesh_store::audit::AuditEntry;
+use mesh_store::json::value_to_json;
+use mesh_store::pipeline::{self, AttributeIndexChange, StoredLink};
+use serde_json::json;
+
+/// Handles batches of correlated changes.
+#[derive(Debug)]
+pub struct FlowHandler {
+    rules: Arc<RuleSet>,
+    stage: Stage,
+}
+
+/// One mesh object while a batch works on it.
+struct Working {
+    state: MeshObjectState,
+    links: BTreeMap<ConnectorObjectRef, StoredLink>,
+    contributions: BTreeMap<ConnectorObjectRef, Vec<Contribution>>,
+    overrides: BTreeMap<AttributeName, Override>,
+    dirty_links: BTreeSet<ConnectorObjectRef>,
+    /// Join-target attributes whose value changed: folded name -> join key now.
+    index: BTreeMap<String, Option<String>>,
+    touched: bool,
+}
+
+impl FlowHandler {
+    /// A handler applying `rules` as `stage`.
+    pub fn new(rules: Arc<RuleSet>, stage: Stage) -> Self {
+        Self { rules, stage }
+    }
+
+    fn transform_errors(
+        &self,
+        errors: Vec<TransformError>,
+        mesh_object: MeshObjectId,
+        at: DateTime<Utc>,
+        entries: &mut Vec<AuditEntry>,
+    ) {
+        for error in errors {
+            self.stage.metrics().transform_error(&error.rule);
+            entries.push(AuditEntry {
+                at,
+                kind: "transform-error",
+                event_id: Some(error.event.as_uuid()),
+                mesh_object: Some(mesh_object.as_uuid()),
+                connector_object: None,
+                rule: Some(error.rule.clone()),
+                detail: json!({
+                    "subject": error.subject,
+                    "attribute": error.attribute.as_ref().map(AttributeName::as_str),
+                    "code": error.code,
+                    "message": error.message,
+                }),
+            });
+        }
+    }
+
+    /// Resolves `working` again after its links changed; returns the change to publish.
+    fn recompute(
+        &self,
+        working: &mut Working,
+        cause: EventId,
+        message: EventId,
+        now: DateTime<Utc>,
+        entries: &mut Vec<AuditEntry>,
+    ) -> Option<MeshObjectChanged> {
+        let contributions: Vec<&Contribution> = working.contributions.values().flatten().collect();
+        let links: Vec<Link<'_>> = working
+            .links
+            .iter()
+            .filter(|(_, link)| link.linked)
+            .map(|(object, link)| Link {
+                object,
+                attributes: &link.attributes,
+            })
+            .collect();
+        let update = update_mesh_object(
+            &self.rules,
+            &UpdateInput {
+                before: &working.state,
+                contributions: &contributions,
+                overrides: &working.overrides,
+                links: &links,
+                cause,
+            },
+            now,
+            Trace::disabled(),
+        );
+        let id = working.state.id;
+        self.transform_errors(update.transform_errors, id, now, entries);
+        working.state = update.after;
+        working.touched = true;
+        let Some(mut changed) = update.changed else {
+            self.stage.metrics().outcome("unchanged");
+            return None;
+        };
+        self.stage.metrics().outcome("changed");
+        // One message per correlated change and mesh object: a retried disconnector shares its
+        // cause with the change that let it join.
+        changed.event_id = changed_event_id(message, id);
+        for change in &changed.changes {
+            let folded = change.name.key();
+            if self.rules.is_join_target(&changed.object_type, folded) {
+                working
+                    .index
+                    .insert(folded.to_owned(), join_key(&change.new));
+            }
+            let winner = working.state.lineage.get(&change.name);
+            entries.push(AuditEntry {
+                at: now,
+                kind: "value",
+                event_id: Some(cause.as_uuid()),
+                mesh_object: Some(id.as_uuid()),
+                connector_object: winner
+                    .and_then(|l| l.source.connector_object())
+                    .map(ToString::to_string),
+                rule: winner
+                    .and_then(|l| l.source.rule())
+                    .map(ToString::to_string),
+                detail: json!({
+                    "attribute": change.name.as_str(),
+                    "old": value_to_json(&change.old),
+                    "new": value_to_json(&change.new),
+                    "confidence": winner.map(|l| l.confidence),
+                    "version": changed.version,
+                }),
+            });
+        }
+        if let Some(previous) = changed.previous_lifecycle {
+            entries.push(AuditEntry {
+                at: now,
+                kind: "lifecycle",
+                event_id: Some(cause.as_uuid()),
+                mesh_object: Some(id.as_uuid()),
+                connector_object: None,
+                rule: None,
+                detail: json!({
+                    "from": previous.as_str(),
+                    "to": changed.lifecycle.as_str(),
+                    "version": changed.version,
+                }),
+            });
+        }
+        Some(changed)
+    }
+}
+
+impl BatchHandler for FlowHandler {
+    async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        let mut items = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            let change: CorrelatedChange = delivery.decode_event()?;
+            items.push((delivery, change));
+        }
+
+        let (mut tx, fresh) = self.stage.begin(batch).await?;
+        items.retain(|(delivery, _)| fresh.contains(delivery.msg_id().as_ref()));
+
+        let affected: BTreeSet<MeshObjectId> = items
+            .iter()
+            .flat_map(|(_, c)| {
+                let joined = match &c.join {
+                    JoinState::Joined { mesh_object, .. } => Some(*mesh_object),
+                    _ => None,
+                };
+                joined.into_iter().chain(c.previous_mesh_object)
+            })
+            .collect();
+        let mut states = pipeline::lock_mesh_objects(&mut tx, &affected)
+            .await
+            .map_err(store_error)?;
+        let mut links = pipeline::links(&mut tx, &affected)
+            .await
+            .map_err(store_error)?;
+        let mut overrides = pipeline::overrides(&mut tx, &affected)
+            .await
+            .map_err(store_error)?;
+        let mut working: HashMap<MeshObjectId, Working> = HashMap::with_capacity(states.len());
+        for id in &affected {
+            let Some(state) = states.remove(id) else {
+                return Err(HandlerError::failed(format!(
+                    "mesh object {id} is not in the store (correlation creates it before it \
+                     publishes a join)"
+                )));
+            };
+            let links = links.remove(id).unwrap_or_default();
+            let contributions = links
+                .iter()
+                .filter(|(_, link)| link.linked)
+                .map(|(object, link)| {
+                    let outcome = flow(
+                        &self.rules,
+                        object,
+                        &link.attributes,
+                        *id,
+                        link.event,
+                        link.event_time,
+                        Trace::disabled(),
+                    );
+                    (object.clone(), outcome.contributions)
+                })
+                .collect();
+            working.insert(
+                *id,
+                Working {
+                    state,
+                    links,
+                    contributions,
+                    overrides: overrides.remove(id).unwrap_or_default(),
+                    dirty_links: BTreeSet::new(),
+                    index: BTreeMap::new(),
+                    touched: false,
+                },
+            );
+        }
+
+        let mut entries = Vec::new();
+        let mut outgoing = Vec::new();
+        for (delivery, correlated) in items {
+            let change = &correlated.change;
+            let object = &change.object;
+            let sequence = correlated.source_sequence;
+            let mut recompute = Vec::with_capacity(2);
+            if let Some(previous) = correlated.previous_mesh_object
+                && let Some(w) = working.get_mut(&previous)
+                && !is_stale(w, object, sequence)
+            {
+                w.links.insert(
+                    object.clone(),
+                    StoredLink {
+                        linked: false,
+                        attributes: Attributes::new(),
+                        event: change.event_id,
+                        event_time: change.source_time,
+                        source_sequence: sequence,
+                    },
+                );
+                w.contributions.remove(object);
+                w.dirty_links.insert(object.clone());
+                recompute.push(previous);
+            }
+            if let JoinState::Joined { mesh_object, .. } = &correlated.join
+                && let Some(w) = working.get_mut(mesh_object)
+            {
+                if is_stale(w, object, sequence) {
+                    self.stage.metrics().events("stale", 1);
+                } else {
+                    let outcome = flow(
+                        &self.rules,
+                        object,
+                        &change.attributes,
+                        *mesh_object,
+                        change.event_id,
+                        change.source_time,
+                        Trace::disabled(),
+                    );
+                    self.transform_errors(
+                        outcome.transform_errors,
+                        *mesh_object,
+                        change.source_time,
+                        &mut entries,
+                    );
+                    w.links.insert(
+                        object.clone(),
+                        StoredLink {
+                            linked: true,
+                            attributes: change.attributes.clone(),
+                            event: change.event_id,
+                            event_time: change.source_time,
+                            source_sequence: sequence,
+                        },
+                    );
+                    w.contributions
+                        .insert(object.clone(), outcome.contributions);
+                    w.dirty_links.insert(object.clone());
+                    recompute.push(*mesh_object);
+                }
+            }
+            for id in recompute {
+                let Some(w) = working.get_mut(&id) else {
+                    continue;
+                };
+                if let Some(changed) = self.recompute(
+                    w,
+                    change.event_id,
+                    correlated.event_id,
+                    change.source_time,
+                    &mut entries,
+                ) {
+                    let subject = format!("mesh.object.{}", changed.object_type);
+                    let msg_id = changed.event_id.to_string();
+                    outgoing.push(
+                        delivery
+                            .span()
+                            .in_scope(|| Outgoing::event(subject, msg_id, changed)),
+                    );
+                }
+            }
+        }
+
+        let touched: Vec<&Working> = working.values().filter(|w| w.touched).collect();
+        let states: Vec<&MeshObjectState> = touched.iter().map(|w| &w.state).collect();
+        pipeline::save_mesh_objects(&mut tx, &states)
+            .await
+            .map_err(store_error)?;
+        let index: Vec<AttributeIndexChange> = touched
+            .iter()
+            .flat_map(|w| {
+                w.index.iter().map(|(name, key)| AttributeIndexChange {
+                    mesh_object: w.state.id,
+                    object_type: w.state.object_type.clone(),
+                    name: name.clone(),
+                    key: key.clone(),
+                })
+            })
+            .collect();
+        pipeline::index_mesh_attributes(&mut tx, &index)
+            .await
+            .map_err(store_error)?;
+        let saved_links: Vec<(MeshObjectId, &ConnectorObjectRef, &StoredLink)> = touched
+            .iter()
+            .flat_map(|w| {
+                w.dirty_links
+                    .iter()
+                    .filter_map(|o| w.links.get(o).map(|l| (w.state.id, o, l)))
+            })
+            .collect();
+        pipeline::save_links(&mut tx, &saved_links)
+            .await
+            .map_err(store_error)?;
+        self.stage.commit(tx, &entries, outgoing).await
+    }
+}
+
+/// A change older than the one the link holds was overtaken (a late redelivery).
+fn is_stale(working: &Working, object: &ConnectorObjectRef, sequence: u64) -> bool {
+    working
+        .links
+        .get(object)
+        .is_some_and(|link| sequence < link.source_sequence)
+}

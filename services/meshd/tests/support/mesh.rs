@@ -1,0 +1,405 @@
+//! A mesh for pipeline tests: a nats-server and a database of its own, the topology declared,
+//! correlation and flow running either in this process or as `meshd` child processes that a
+//! test can SIGKILL, and ways to publish change events, wait until the pipeline is quiet and
+//! read the whole mesh state back as JSON (and as a digest).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mesh_bus::{Bus, ConsumerSettings, Outgoing, Topology, topology::consumers};
+use mesh_engine::{Lineage, RuleSet};
+use mesh_model::{AttributeName, ChangeEvent};
+use mesh_runtime::metrics::MetricsRegistry;
+use mesh_sim::World;
+use mesh_store::json::{attributes_from_json, attributes_to_json};
+use mesh_testkit::{NatsServer, TestDatabase};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Row};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The stages of the pipeline under test.
+pub const STAGES: [&str; 3] = [
+    consumers::CORRELATION,
+    consumers::FLOW,
+    consumers::CORRELATION_REJOIN,
+];
+
+/// How long JetStream waits for an ack in these tests: short, so a killed service's batch
+/// comes back quickly.
+pub const ACK_WAIT: Duration = Duration::from_secs(2);
+
+enum Running {
+    Task(CancellationToken, JoinHandle<()>),
+    Process(Child),
+}
+
+/// A mesh under test.
+pub struct Mesh {
+    pub nats: NatsServer,
+    pub db: TestDatabase,
+    pub pool: PgPool,
+    pub bus: Bus,
+    pub rules: Arc<RuleSet>,
+    pub rules_path: PathBuf,
+    pub topology: Topology,
+    running: BTreeMap<&'static str, Running>,
+    _rules_dir: Option<tempfile::TempDir>,
+}
+
+/// Consumer settings for tests: small waits, quick retries.
+pub fn settings() -> ConsumerSettings {
+    ConsumerSettings {
+        batch_size: 256,
+        batch_wait: Duration::from_millis(5),
+        max_deliver: 3,
+        backoff: vec![Duration::from_millis(50), Duration::from_millis(200)],
+    }
+}
+
+impl Mesh {
+    /// A mesh governed by the rules at `rules_path` (a file or directory).
+    pub async fn start(rules_path: &Path) -> Self {
+        Self::start_with(rules_path.to_owned(), None).await
+    }
+
+    /// A mesh governed by the rule text `rules`.
+    pub async fn start_with_text(rules: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(&path, rules).unwrap();
+        Self::start_with(path, Some(dir)).await
+    }
+
+    async fn start_with(rules_path: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,mesh_bus=info".to_owned()),
+            )
+            .with_test_writer()
+            .try_init();
+        let rules = Arc::new(mesh_stage::load_rules(&rules_path).unwrap());
+        let nats = NatsServer::start().await.unwrap();
+        let db = TestDatabase::create().await.unwrap();
+        let pool = db.pool().await.unwrap();
+        mesh_store::migrate(&pool).await.unwrap();
+        let bus = Bus::from_client(nats.connect().await.unwrap());
+        let topology = Topology::mesh().with_ack_wait(ACK_WAIT);
+        topology.ensure(bus.jetstream()).await.unwrap();
+        Self {
+            nats,
+            db,
+            pool,
+            bus,
+            rules,
+            rules_path,
+            topology,
+            running: BTreeMap::new(),
+            _rules_dir: dir,
+        }
+    }
+
+    /// Runs `service` (`correlation` or `flow`) as a task of this process.
+    pub fn run_in_process(&mut self, service: &'static str) {
+        self.run_in_process_as(service, service);
+    }
+
+    /// Runs `service` as a task of this process, under `name` (to run two workers of one).
+    pub fn run_in_process_as(&mut self, name: &'static str, service: &'static str) {
+        let token = CancellationToken::new();
+        let (rules, bus, pool, topology) = (
+            self.rules.clone(),
+            self.bus.clone(),
+            self.pool.clone(),
+            self.topology.clone(),
+        );
+        let stop = token.clone();
+        let task = tokio::spawn(async move {
+            let metrics = MetricsRegistry::new();
+            let result = match service {
+                "correlation" => correlation::run_with_rules(
+                    rules,
+                    &bus,
+                    pool,
+                    &metrics,
+                    &topology,
+                    &settings(),
+                    stop,
+                )
+                .await
+                .map_err(|e| e.to_string()),
+                "flow" => {
+                    flow::run_with_rules(rules, &bus, pool, &metrics, &topology, &settings(), stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                other => Err(format!("no service {other}")),
+            };
+            if let Err(error) = result {
+                panic!("{service} stopped: {error}");
+            }
+        });
+        self.running.insert(name, Running::Task(token, task));
+    }
+
+    /// Runs `service` as a `meshd run <service>` child process.
+    pub fn run_process(&mut self, service: &'static str) {
+        let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
+            .args(["run", service])
+            .env("MESH_NATS__URL", self.nats.url())
+            .env("MESH_POSTGRES__URL", self.db.url())
+            .env("MESH_RULES__PATH", &self.rules_path)
+            .env("MESH_ADMIN__LISTEN", "127.0.0.1:0")
+            .env("MESH_BUS__ACK_WAIT", format!("{}s", ACK_WAIT.as_secs()))
+            .env("MESH_BUS__BACKOFF", "[\"50ms\", \"200ms\"]")
+            .env("MESH_BUS__MAX_DELIVER", "3")
+            .env("MESH_TELEMETRY__LOG_FILTER", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.running.insert(service, Running::Process(child));
+    }
+
+    /// Kills `service` at once: SIGKILL for a process, an abort for a task.
+    pub fn kill(&mut self, service: &'static str) {
+        match self.running.remove(service) {
+            Some(Running::Process(mut child)) => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            Some(Running::Task(_, task)) => task.abort(),
+            None => panic!("{service} is not running"),
+        }
+    }
+
+    /// Stops every service gracefully.
+    pub async fn stop(&mut self) {
+        for (_, running) in std::mem::take(&mut self.running) {
+            match running {
+                Running::Task(token, task) => {
+                    token.cancel();
+                    let _ = task.await;
+                }
+                Running::Process(mut child) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+
+    /// Publishes change events to MESH_CHANGES, as a connector agent does.
+    pub async fn publish(&self, events: &[ChangeEvent]) {
+        publish(&self.bus, events).await;
+    }
+
+    /// Publishes raw bytes to MESH_CHANGES (a poison message).
+    pub async fn publish_raw(&self, subject: &str, msg_id: &str, payload: &[u8]) {
+        self.bus
+            .publisher()
+            .publish(Outgoing::encode_raw(
+                subject,
+                msg_id,
+                "identitymesh.v1.ChangeEvent",
+                payload.to_vec(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// Every message stored in `stream` now: (subject, payload).
+    pub async fn read_stream(&self, stream: &str) -> Vec<(String, Vec<u8>)> {
+        let mut stream = self.bus.jetstream().get_stream(stream).await.unwrap();
+        let info = stream.info().await.unwrap();
+        let mut messages = Vec::new();
+        if info.state.messages == 0 {
+            return messages;
+        }
+        for seq in info.state.first_sequence..=info.state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(seq).await {
+                messages.push((message.subject.to_string(), message.payload.to_vec()));
+            }
+        }
+        messages
+    }
+
+    async fn stage_is_quiet(&self, durable: &str) -> bool {
+        let Some(spec) = self.topology.consumer(durable) else {
+            return false;
+        };
+        let Ok(mut consumer) = self
+            .bus
+            .jetstream()
+            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                durable,
+                spec.stream.as_str(),
+            )
+            .await
+        else {
+            return false;
+        };
+        match consumer.info().await {
+            Ok(info) => info.num_pending == 0 && info.num_ack_pending == 0,
+            Err(_) => false,
+        }
+    }
+
+    async fn outbox_is_empty(&self) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM stage_outbox")
+            .fetch_one(&self.pool)
+            .await
+            .is_ok_and(|n| n == 0)
+    }
+
+    /// Waits until every stage has consumed and acked everything, twice in a row.
+    pub async fn wait_quiet(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut quiet_rounds = 0;
+        while quiet_rounds < 2 {
+            let mut quiet = self.outbox_is_empty().await;
+            for stage in STAGES {
+                quiet = quiet && self.stage_is_quiet(stage).await;
+            }
+            quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };
+            assert!(
+                Instant::now() < deadline,
+                "the pipeline is not quiet after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(if quiet { 30 } else { 10 })).await;
+        }
+    }
+
+    /// The whole mesh state as JSON, in a canonical order (see [`world_state`] for the shape).
+    pub async fn state(&self) -> Json {
+        let links: Vec<(uuid::Uuid, String, String, String)> = sqlx::query_as(
+            r#"SELECT mesh_object, connector, object_type, external_id FROM mesh_links
+               WHERE linked ORDER BY mesh_object, connector COLLATE "C", object_type COLLATE "C",
+                 external_id COLLATE "C""#,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let mut links_of: BTreeMap<uuid::Uuid, Vec<String>> = BTreeMap::new();
+        for (id, c, t, e) in links {
+            links_of.entry(id).or_default().push(format!("{c}/{t}/{e}"));
+        }
+        let rows = sqlx::query(
+            "SELECT id, object_type, anchor, version, lifecycle, attributes, lineage \
+             FROM mesh_objects ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let mesh: Vec<Json> = rows
+            .iter()
+            .map(|row| {
+                let id: uuid::Uuid = row.get(0);
+                let attributes = attributes_from_json(&row.get::<Json, _>(5)).unwrap();
+                let lineage: BTreeMap<AttributeName, Lineage> =
+                    serde_json::from_value(row.get(6)).unwrap();
+                json!({
+                    "id": id.to_string(),
+                    "objectType": row.get::<String, _>(1),
+                    "anchor": row.get::<Option<String>, _>(2),
+                    "version": row.get::<i64, _>(3),
+                    "lifecycle": row.get::<String, _>(4),
+                    "attributes": attributes_to_json(&attributes),
+                    "lineage": serde_json::to_value(&lineage).unwrap(),
+                    "links": links_of.remove(&id).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let objects: Vec<(String, String, String, String, Option<uuid::Uuid>)> = sqlx::query_as(
+            r#"SELECT connector, object_type, external_id, state, mesh_object
+               FROM connector_objects WHERE state <> 'deleted'
+               ORDER BY connector COLLATE "C", object_type COLLATE "C", external_id COLLATE "C""#,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let objects: Vec<Json> = objects
+            .into_iter()
+            .map(|(c, t, e, state, mesh_object)| {
+                json!({
+                    "object": format!("{c}/{t}/{e}"),
+                    "state": state,
+                    "meshObject": mesh_object.map(|id| id.to_string()),
+                })
+            })
+            .collect();
+        json!({ "meshObjects": mesh, "connectorObjects": objects })
+    }
+}
+
+/// Publishes change events to MESH_CHANGES on `bus`, in order, as a connector agent does.
+pub async fn publish(bus: &Bus, events: &[ChangeEvent]) {
+    let publisher = bus.publisher();
+    for chunk in events.chunks(1000) {
+        let messages: Vec<Outgoing> = chunk
+            .iter()
+            .map(|event| {
+                Outgoing::event(
+                    format!("mesh.change.{}", event.object.connector),
+                    event.event_id.to_string(),
+                    event.clone(),
+                )
+            })
+            .collect();
+        publisher.publish_all(messages).await.unwrap();
+    }
+}
+
+/// The simulator's world in the shape of [`Mesh::state`].
+pub fn world_state(world: &World) -> Json {
+    let mut ids: Vec<_> = world.mesh_objects().keys().copied().collect();
+    ids.sort();
+    let mesh: Vec<Json> = ids
+        .iter()
+        .filter_map(|id| world.mesh_objects().get(id).map(|r| (id, r)))
+        .map(|(id, record)| {
+            let state = &record.state;
+            json!({
+                "id": id.to_string(),
+                "objectType": state.object_type.as_str(),
+                "anchor": state.anchor,
+                "version": state.version,
+                "lifecycle": state.lifecycle.as_str(),
+                "attributes": attributes_to_json(&state.attributes),
+                "lineage": serde_json::to_value(&state.lineage).unwrap(),
+                "links": record.links.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut objects: Vec<_> = world.connector_objects().iter().collect();
+    objects.sort_by(|a, b| a.0.cmp(b.0));
+    let objects: Vec<Json> = objects
+        .into_iter()
+        .map(|(object, record)| {
+            json!({
+                "object": object.to_string(),
+                "state": mesh_store::pipeline::state_name(&record.state),
+                "meshObject": match &record.state {
+                    mesh_model::JoinState::Joined { mesh_object, .. } => Some(mesh_object.to_string()),
+                    _ => None,
+                },
+            })
+        })
+        .collect();
+    json!({ "meshObjects": mesh, "connectorObjects": objects })
+}
+
+/// The SHA-256 of a state's canonical JSON text.
+pub fn digest(state: &Json) -> String {
+    let text = serde_json::to_vec(state).unwrap();
+    Sha256::digest(&text)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
