@@ -110,6 +110,11 @@ pub struct ConsumerSettings {
     pub max_deliver: u32,
     /// The nak delay after the first, second, ... failed delivery; the last one repeats.
     pub backoff: Vec<Duration>,
+    /// Consume loops run side by side on the consumer, each handling its own batches: more
+    /// throughput when a batch waits on round trips more than on CPU. With more than one,
+    /// batches of one consumer run concurrently, so the handler must lock what it changes and
+    /// tolerate a change overtaken by a newer one (docs/pipeline.md).
+    pub workers: usize,
 }
 
 impl Default for ConsumerSettings {
@@ -125,6 +130,7 @@ impl Default for ConsumerSettings {
                 Duration::from_secs(10),
                 Duration::from_secs(30),
             ],
+            workers: 1,
         }
     }
 }
@@ -274,14 +280,19 @@ pub async fn run_consumer<H: BatchHandler>(
     handler: &H,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let runner = Runner {
-        bus,
-        spec,
-        settings,
-        handler,
-        shutdown: shutdown.clone(),
-    };
-    runner.run(shutdown).await
+    let loops = (0..settings.workers.max(1)).map(|_| {
+        let runner = Runner {
+            bus,
+            spec,
+            settings,
+            handler,
+            shutdown: shutdown.clone(),
+        };
+        let shutdown = shutdown.clone();
+        async move { runner.run(shutdown).await }
+    });
+    futures::future::try_join_all(loops).await?;
+    Ok(())
 }
 
 struct Runner<'a, H> {

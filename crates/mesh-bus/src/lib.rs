@@ -229,6 +229,7 @@ impl From<&mesh_runtime::config::BusConfig> for ConsumerSettings {
             batch_wait: config.batch_wait(),
             max_deliver: config.max_deliver,
             backoff: config.backoff.clone(),
+            workers: config.workers,
         }
     }
 }

@@ -163,6 +163,12 @@ fn upsert(connector: &ConnectorId, attributes: Attributes) -> TimedEvent {
 
 /// The synthetic stream of `sizes` (see the module documentation).
 pub fn events(sizes: Sizes) -> Vec<TimedEvent> {
+    events_from(sizes, 0)
+}
+
+/// The synthetic stream of `sizes` for people numbered from `first` on, so that runs against
+/// one mesh can use people it has not seen.
+pub fn events_from(sizes: Sizes, first: usize) -> Vec<TimedEvent> {
     let (Ok(hr_id), Ok(directory)) = (ConnectorId::parse("hr"), ConnectorId::parse("directory"))
     else {
         return Vec::new();
@@ -174,22 +180,22 @@ pub fn events(sizes: Sizes) -> Vec<TimedEvent> {
             .unwrap_or("None")
     };
     let mut events = Vec::with_capacity(sizes.total());
-    for i in 0..sizes.people {
+    for i in first..first + sizes.people {
         events.push(upsert(&hr_id, hr(i, department(i), "Active")));
         events.push(upsert(&directory, account(i, i)));
     }
     let people = sizes.people.max(1);
     for m in 0..sizes.movers {
         // Spread over everyone, moving each one department on.
-        let i = (m * 7919) % people;
+        let i = first + (m * 7919) % people;
         events.push(upsert(&hr_id, hr(i, department(i + 1), "Active")));
     }
     for p in 0..sizes.phone_changes {
-        let i = (p * 104_729) % people;
+        let i = first + (p * 104_729) % people;
         events.push(upsert(&directory, account(i, i + 1_000_000)));
     }
     for l in 0..sizes.leavers {
-        let i = people - 1 - (l % people);
+        let i = first + people - 1 - (l % people);
         events.push(upsert(&hr_id, hr(i, department(i), "Terminated")));
         events.push(TimedEvent {
             event: SimEvent::Delete {

@@ -96,19 +96,16 @@ pub async fn append(
     if entries.is_empty() {
         return Ok(());
     }
-    sqlx::query(
+    // Creates the head on first use and locks it, in one statement (DO UPDATE locks the row).
+    let head = sqlx::query(
         "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, '\\x'::bytea) \
-         ON CONFLICT (chain) DO NOTHING",
+         ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain \
+         RETURNING seq, hash",
     )
     .bind(chain)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
-    .map_err(StoreError::query("creating the audit chain head"))?;
-    let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE")
-        .bind(chain)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(StoreError::query("locking the audit chain head"))?;
+    .map_err(StoreError::query("locking the audit chain head"))?;
     let mut seq: i64 = head.get("seq");
     let mut hash: Vec<u8> = head.get("hash");
 
@@ -153,11 +150,15 @@ pub async fn append(
         prevs.push(std::mem::replace(&mut hash, next.clone()));
         hashes.push(next);
     }
+    // The rows and the new head in one statement.
     sqlx::query(
-        "INSERT INTO audit_log \
-           (chain, seq, at, kind, event_id, mesh_object, connector_object, rule, detail, prev_hash, hash) \
-         SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], \
-           $6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])",
+        "WITH appended AS ( \
+           INSERT INTO audit_log \
+             (chain, seq, at, kind, event_id, mesh_object, connector_object, rule, detail, \
+              prev_hash, hash) \
+           SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], \
+             $6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])) \
+         UPDATE audit_heads SET seq = $12, hash = $13 WHERE chain = $1",
     )
     .bind(chain)
     .bind(&seqs)
@@ -170,16 +171,11 @@ pub async fn append(
     .bind(&details)
     .bind(&prevs)
     .bind(&hashes)
+    .bind(seq)
+    .bind(&hash)
     .execute(&mut *conn)
     .await
     .map_err(StoreError::query("appending to the audit log"))?;
-    sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1")
-        .bind(chain)
-        .bind(seq)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::query("moving the audit chain head"))?;
     Ok(())
 }
 

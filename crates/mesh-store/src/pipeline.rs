@@ -84,13 +84,19 @@ pub async fn lock_connector_objects(
     }
     let (connectors, types, ids) = key_columns(objects);
     let rows = sqlx::query(
+        // A lateral index probe per key, in key order (the caller's set is sorted), so that
+        // the plan stays a nested loop over the primary key however large the table grows
+        // and concurrent batches lock in one order.
         "SELECT c.connector, c.object_type, c.external_id, c.attributes, c.join_state, \
                 c.last_event, c.last_event_time, c.last_sequence \
-         FROM connector_objects c \
-         JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(connector, object_type, external_id) \
-           USING (connector, object_type, external_id) \
-         ORDER BY c.connector, c.object_type, c.external_id \
-         FOR UPDATE OF c",
+         FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
+           AS k(connector, object_type, external_id, n) \
+         CROSS JOIN LATERAL ( \
+           SELECT * FROM connector_objects c \
+           WHERE c.connector = k.connector AND c.object_type = k.object_type \
+             AND c.external_id = k.external_id \
+           FOR UPDATE) c \
+         ORDER BY k.n",
     )
     .bind(&connectors)
     .bind(&types)
@@ -216,10 +222,13 @@ pub async fn replace_join_values(
     if !objects.is_empty() {
         let (connectors, types, ids) = key_columns(objects);
         sqlx::query(
-            "DELETE FROM connector_object_join_values v \
-             USING unnest($1::text[], $2::text[], $3::text[]) AS k(connector, object_type, external_id) \
-             WHERE v.connector = k.connector AND v.object_type = k.object_type \
-               AND v.external_id = k.external_id",
+            "DELETE FROM connector_object_join_values WHERE ctid = ANY(ARRAY( \
+               SELECT v.ctid FROM unnest($1::text[], $2::text[], $3::text[]) \
+                 AS k(connector, object_type, external_id) \
+               CROSS JOIN LATERAL ( \
+                 SELECT ctid FROM connector_object_join_values v \
+                 WHERE v.connector = k.connector AND v.object_type = k.object_type \
+                   AND v.external_id = k.external_id) v))",
         )
         .bind(&connectors)
         .bind(&types)
@@ -266,11 +275,12 @@ pub async fn find_unjoined(
     let keys: Vec<&str> = queries.iter().map(|q| q.key.as_str()).collect();
     let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
         "SELECT v.connector, v.object_type, v.external_id, min(q.n) AS first \
-         FROM connector_object_join_values v \
-         JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
            AS q(c, t, a, k, n) \
-           ON v.connector = q.c AND v.object_type = q.t AND v.source_attribute = q.a \
-          AND v.join_key = q.k \
+         CROSS JOIN LATERAL ( \
+           SELECT connector, object_type, external_id FROM connector_object_join_values v \
+           WHERE v.connector = q.c AND v.object_type = q.t AND v.source_attribute = q.a \
+             AND v.join_key = q.k) v \
          GROUP BY v.connector, v.object_type, v.external_id \
          ORDER BY first, v.connector, v.object_type, v.external_id",
     )
@@ -306,8 +316,9 @@ pub async fn join_lookups(
     let rows: Vec<(String, String, String, Uuid)> = sqlx::query_as(
         "SELECT DISTINCT q.object_type, q.name, q.key, a.mesh_object \
          FROM unnest($1::text[], $2::text[], $3::text[]) AS q(object_type, name, key) \
-         JOIN mesh_attributes a ON a.object_type = q.object_type AND a.name = q.name \
-          AND a.join_key = q.key",
+         CROSS JOIN LATERAL ( \
+           SELECT mesh_object FROM mesh_attributes a \
+           WHERE a.object_type = q.object_type AND a.name = q.name AND a.join_key = q.key) a",
     )
     .bind(&types)
     .bind(&names)
@@ -330,9 +341,12 @@ pub async fn join_lookups(
         lookups.insert_attribute_matches(object_type, &name, key, ids);
     }
     let anchors: Vec<(String, String, Uuid)> = sqlx::query_as(
-        "SELECT DISTINCT m.object_type, m.anchor, m.id \
+        "SELECT DISTINCT q.object_type, q.key, m.id \
          FROM unnest($1::text[], $2::text[]) AS q(object_type, key) \
-         JOIN mesh_objects m ON m.object_type = q.object_type AND m.anchor = q.key",
+         CROSS JOIN LATERAL ( \
+           SELECT id FROM mesh_objects m \
+           WHERE m.object_type = q.object_type AND m.anchor = q.key \
+             AND m.anchor IS NOT NULL) m",
     )
     .bind(&types)
     .bind(&keys)
@@ -482,7 +496,7 @@ pub async fn save_mesh_objects(
            updated_at = now() \
          FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bool[], $5::jsonb[], $6::jsonb[]) \
            AS t(id, version, lifecycle, authority_seen, attributes, lineage) \
-         WHERE m.id = t.id",
+         WHERE m.id = t.id AND m.id = ANY($1)",
     )
     .bind(&ids)
     .bind(&versions)
@@ -520,8 +534,8 @@ pub async fn index_mesh_attributes(
     let ids: Vec<Uuid> = changes.iter().map(|c| c.mesh_object.as_uuid()).collect();
     let names: Vec<&str> = changes.iter().map(|c| c.name.as_str()).collect();
     sqlx::query(
-        "DELETE FROM mesh_attributes a USING unnest($1::uuid[], $2::text[]) AS k(id, name) \
-         WHERE a.mesh_object = k.id AND a.name = k.name",
+        "DELETE FROM mesh_attributes a WHERE a.mesh_object = ANY($1) \
+           AND (a.mesh_object, a.name) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))",
     )
     .bind(&ids)
     .bind(&names)

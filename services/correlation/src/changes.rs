@@ -81,6 +81,7 @@ impl BatchHandler for ChangeHandler {
         let mut lookups = pipeline::join_lookups(&mut tx, &queries)
             .await
             .map_err(store_error)?;
+        let unjoined_before = unjoined(&current);
 
         let mut touched: BTreeSet<ConnectorObjectRef> = BTreeSet::new();
         let mut new_mesh_objects = Vec::new();
@@ -157,7 +158,7 @@ impl BatchHandler for ChangeHandler {
             }
         }
 
-        save(&mut tx, &self.rules, &current, &touched).await?;
+        save(&mut tx, &self.rules, &current, &touched, &unjoined_before).await?;
         pipeline::insert_mesh_objects(&mut tx, &new_mesh_objects)
             .await
             .map_err(store_error)?;
@@ -165,12 +166,14 @@ impl BatchHandler for ChangeHandler {
     }
 }
 
-/// Writes the final state of the `touched` connector objects and their re-join index rows.
+/// Writes the final state of the `touched` connector objects and their re-join index rows;
+/// `unjoined_before` are the objects that may have such rows from before.
 pub(crate) async fn save(
     tx: &mut sqlx::PgConnection,
     rules: &RuleSet,
     current: &HashMap<ConnectorObjectRef, StoredConnectorObject>,
     touched: &BTreeSet<ConnectorObjectRef>,
+    unjoined_before: &BTreeSet<ConnectorObjectRef>,
 ) -> Result<(), HandlerError> {
     let writes: Vec<ConnectorObjectWrite<'_>> = touched
         .iter()
@@ -195,9 +198,27 @@ pub(crate) async fn save(
         })
         .flat_map(|w| join_values(rules, w.object, &w.stored.attributes))
         .collect();
-    pipeline::replace_join_values(tx, touched, &values)
+    let cleared: BTreeSet<ConnectorObjectRef> =
+        unjoined_before.intersection(touched).cloned().collect();
+    pipeline::replace_join_values(tx, &cleared, &values)
         .await
         .map_err(store_error)
+}
+
+/// The connector objects of `current` that are disconnectors or ambiguous.
+pub(crate) fn unjoined(
+    current: &HashMap<ConnectorObjectRef, StoredConnectorObject>,
+) -> BTreeSet<ConnectorObjectRef> {
+    current
+        .iter()
+        .filter(|(_, c)| {
+            matches!(
+                c.join,
+                JoinState::Disconnector | JoinState::Ambiguous { .. }
+            )
+        })
+        .map(|(o, _)| o.clone())
+        .collect()
 }
 
 /// Counts an outcome and, when it projected a mesh object, remembers it: later objects of the

@@ -20,7 +20,7 @@ use mesh_stage::{Stage, store_error};
 use mesh_store::pipeline;
 
 use crate::REJOIN_STAGE;
-use crate::changes::{note_outcome, save};
+use crate::changes::{note_outcome, save, unjoined};
 use crate::{audit_outcome, joined_subject};
 
 /// Handles batches of mesh object changes.
@@ -96,6 +96,7 @@ impl BatchHandler for RejoinHandler {
         let mut lookups = pipeline::join_lookups(&mut tx, &searches)
             .await
             .map_err(store_error)?;
+        let unjoined_before = unjoined(&current);
 
         let mut touched = BTreeSet::new();
         let mut new_mesh_objects = Vec::new();
@@ -174,7 +175,7 @@ impl BatchHandler for RejoinHandler {
             touched.insert(object);
         }
 
-        save(&mut tx, &self.rules, &current, &touched).await?;
+        save(&mut tx, &self.rules, &current, &touched, &unjoined_before).await?;
         pipeline::insert_mesh_objects(&mut tx, &new_mesh_objects)
             .await
             .map_err(store_error)?;

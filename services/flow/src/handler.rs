@@ -114,6 +114,7 @@ impl FlowHandler {
         // One message per correlated change and mesh object: a retried disconnector shares its
         // cause with the change that let it join.
         changed.event_id = changed_event_id(message, id);
+        let mut values = Vec::with_capacity(changed.changes.len());
         for change in &changed.changes {
             let folded = change.name.key();
             if self.rules.is_join_target(&changed.object_type, folded) {
@@ -122,26 +123,28 @@ impl FlowHandler {
                     .insert(folded.to_owned(), join_key(&change.new));
             }
             let winner = working.state.lineage.get(&change.name);
-            entries.push(AuditEntry {
-                at: now,
-                kind: "value",
-                event_id: Some(cause.as_uuid()),
-                mesh_object: Some(id.as_uuid()),
-                connector_object: winner
+            values.push(json!({
+                "attribute": change.name.as_str(),
+                "old": value_to_json(&change.old),
+                "new": value_to_json(&change.new),
+                "connectorObject": winner
                     .and_then(|l| l.source.connector_object())
                     .map(ToString::to_string),
-                rule: winner
-                    .and_then(|l| l.source.rule())
-                    .map(ToString::to_string),
-                detail: json!({
-                    "attribute": change.name.as_str(),
-                    "old": value_to_json(&change.old),
-                    "new": value_to_json(&change.new),
-                    "confidence": winner.map(|l| l.confidence),
-                    "version": changed.version,
-                }),
-            });
+                "rule": winner.and_then(|l| l.source.rule()).map(ToString::to_string),
+                "confidence": winner.map(|l| l.confidence),
+            }));
         }
+        // One row per change of the mesh object, listing every winning-value change with its
+        // source, rule and confidence.
+        entries.push(AuditEntry {
+            at: now,
+            kind: "values",
+            event_id: Some(cause.as_uuid()),
+            mesh_object: Some(id.as_uuid()),
+            connector_object: None,
+            rule: None,
+            detail: json!({ "version": changed.version, "changes": values }),
+        });
         if let Some(previous) = changed.previous_lifecycle {
             entries.push(AuditEntry {
                 at: now,

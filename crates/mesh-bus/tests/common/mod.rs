@@ -91,5 +91,6 @@ pub fn fast_settings() -> mesh_bus::ConsumerSettings {
         batch_wait: Duration::from_millis(5),
         max_deliver: 3,
         backoff: vec![Duration::from_millis(50)],
+        workers: 1,
     }
 }

@@ -270,6 +270,10 @@ pub struct BusConfig {
     /// Default `["1s", "5s", "30s"]`.
     #[serde(deserialize_with = "duration::list::deserialize")]
     pub backoff: Vec<Duration>,
+    /// Consume loops per stage consumer in this process. Default 1 (strict stream order
+    /// within the process); more overlap the round trips of concurrent batches, with order
+    /// kept per object by row locks and sequence checks (docs/pipeline.md).
+    pub workers: usize,
 }
 
 impl BusConfig {
@@ -291,6 +295,7 @@ impl Default for BusConfig {
                 Duration::from_secs(5),
                 Duration::from_secs(30),
             ],
+            workers: 1,
         }
     }
 }
@@ -410,6 +415,11 @@ impl MeshConfig {
         require(
             self.bus.max_deliver >= 1,
             "bus.max_deliver",
+            "must be at least 1".to_owned(),
+        );
+        require(
+            self.bus.workers >= 1,
+            "bus.workers",
             "must be at least 1".to_owned(),
         );
         // JetStream rejects a consumer whose backoff list is not shorter than max_deliver.

@@ -1,6 +1,7 @@
 //! The command groups. Each group is one module with a clap `Subcommand` enum and a `run`
 //! function returning the process exit status; add a group by adding a variant here.
 
+pub mod bench;
 pub mod expr;
 pub mod import;
 pub mod rules;
@@ -23,6 +24,9 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Upload an HR extract to the connector agent: diff, then joiners, movers, leavers.
     Import(import::ImportArgs),
+    /// Measure a running mesh (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs one command.
@@ -32,5 +36,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rules(command) => rules::run(command),
         Command::Simulate(args) => simulate::run(args),
         Command::Import(args) => import::run(args),
+        Command::Bench(command) => bench::run(command),
     }
 }
