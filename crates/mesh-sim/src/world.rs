@@ -199,6 +199,12 @@ impl World {
         &self.mesh
     }
 
+    /// Returns the world as the engine's search ports see it (what correlation and disconnector
+    /// retries search), for contract tests against other implementations.
+    pub fn directory(&self) -> impl MeshDirectory + DisconnectorDirectory + '_ {
+        Directory(self)
+    }
+
     /// Returns every export command issued, in order.
     pub fn exports(&self) -> &[ExportCommand] {
         &self.exports

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use mesh_engine::correlate::JoinQuery;
-use mesh_engine::{JoinLookups, Lineage, MeshObjectState, NewMeshObject, Override, RetryQuery};
+use mesh_engine::{
+    DisconnectorDirectory, JoinLookups, Lineage, MeshDirectory, MeshObjectState, NewMeshObject,
+    Override, RetryQuery,
+};
 use mesh_model::{
     AttributeName, Attributes, ConnectorId, ConnectorObjectRef, EventId, ExternalId, JoinState,
     LifecycleState, MeshObjectId, ObjectType,
@@ -359,6 +362,78 @@ pub async fn join_lookups(
         lookups.insert_anchor(object_type, anchor, MeshObjectId::from_uuid(id));
     }
     Ok(lookups)
+}
+
+/// The store as the engine's search ports see it, for a known set of searches: the answers are
+/// loaded in a few queries ([`StoreDirectory::load`]) and then served synchronously, as the
+/// stages need them. A search not loaded finds nothing.
+#[derive(Debug, Clone, Default)]
+pub struct StoreDirectory {
+    lookups: JoinLookups,
+    unjoined: BTreeMap<(ConnectorId, ObjectType, String, String), BTreeSet<ConnectorObjectRef>>,
+}
+
+impl StoreDirectory {
+    /// Loads the answers to `joins` (mesh searches) and `retries` (disconnector searches).
+    pub async fn load(
+        conn: &mut PgConnection,
+        joins: &[JoinQuery],
+        retries: &[RetryQuery],
+    ) -> Result<Self, StoreError> {
+        let lookups = join_lookups(&mut *conn, joins).await?;
+        let mut unjoined: BTreeMap<_, BTreeSet<ConnectorObjectRef>> = BTreeMap::new();
+        // find_unjoined names the first query that found an object; ask one query at a time
+        // so that every query gets all its objects.
+        for query in retries {
+            for (object, _) in find_unjoined(&mut *conn, std::slice::from_ref(query)).await? {
+                unjoined
+                    .entry((
+                        query.connector.clone(),
+                        query.object_type.clone(),
+                        query.source_attribute.key().to_owned(),
+                        query.key.clone(),
+                    ))
+                    .or_default()
+                    .insert(object);
+            }
+        }
+        Ok(Self { lookups, unjoined })
+    }
+}
+
+impl MeshDirectory for StoreDirectory {
+    fn find_by_attribute(
+        &self,
+        object_type: &ObjectType,
+        attribute: &AttributeName,
+        key: &str,
+    ) -> BTreeSet<MeshObjectId> {
+        self.lookups.find_by_attribute(object_type, attribute, key)
+    }
+
+    fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId> {
+        self.lookups.find_by_anchor(object_type, key)
+    }
+}
+
+impl DisconnectorDirectory for StoreDirectory {
+    fn find_unjoined(
+        &self,
+        connector: &ConnectorId,
+        object_type: &ObjectType,
+        source_attribute: &AttributeName,
+        key: &str,
+    ) -> BTreeSet<ConnectorObjectRef> {
+        self.unjoined
+            .get(&(
+                connector.clone(),
+                object_type.clone(),
+                source_attribute.key().to_owned(),
+                key.to_owned(),
+            ))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// Inserts mesh objects projected by anchor rules; one that exists already (the same anchor,

@@ -66,6 +66,28 @@ async fn the_examples_estate_streamed_through_the_services_gives_what_simulate_g
     let verification = mesh_store::audit::verify(&mesh.pool).await.unwrap();
     assert!(verification.is_intact(), "{:?}", verification.problems);
     assert!(verification.rows > 10, "joins and values were audited");
+
+    // The directory contract: the store answers every search as the simulator's world does.
+    let (joins, retries) = mesh::contract_searches(&world);
+    let mut conn = mesh.pool.acquire().await.unwrap();
+    let store = mesh_store::pipeline::StoreDirectory::load(&mut conn, &joins, &retries)
+        .await
+        .unwrap();
+    let expected = mesh::contract_answers(&world.directory(), &joins, &retries);
+    assert_eq!(mesh::contract_answers(&store, &joins, &retries), expected);
+    let hits = |prefix: &str| {
+        expected
+            .iter()
+            .filter(|a| a.starts_with(prefix) && !a.ends_with("{}") && !a.ends_with("None"))
+            .count()
+    };
+    assert!(hits("attribute") >= 6, "{expected:#?}");
+    assert!(hits("anchor") >= 6, "{expected:#?}");
+    assert!(
+        hits("unjoined") >= 1,
+        "the examples keep a disconnector: {expected:#?}"
+    );
+    drop(conn);
     mesh.stop().await;
 }
 

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_bus::{Bus, ConsumerSettings, Outgoing, Topology, topology::consumers};
-use mesh_engine::{Lineage, RuleSet};
+use mesh_engine::correlate::JoinQuery;
+use mesh_engine::{DisconnectorDirectory, Lineage, MeshDirectory, RetryQuery, RuleSet, join_key};
 use mesh_model::{AttributeName, ChangeEvent};
 use mesh_runtime::metrics::MetricsRegistry;
 use mesh_sim::World;
@@ -398,4 +399,105 @@ pub fn digest(state: &Json) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The searches of the directory contract for the state of `world`: per mesh object, its anchor
+/// and the values of its join-target attributes, plus a search that must find nothing; per
+/// unjoined connector object, the values its join rules read.
+pub fn contract_searches(world: &World) -> (Vec<JoinQuery>, Vec<RetryQuery>) {
+    let rules = world.rules();
+    let rule = mesh_model::RuleName::parse("contract").unwrap();
+    let mut joins = Vec::new();
+    for record in world.mesh_objects().values() {
+        let state = &record.state;
+        let mut keys: Vec<(AttributeName, String)> = state
+            .attributes
+            .iter()
+            .filter(|(name, _)| rules.is_join_target(&state.object_type, name.key()))
+            .filter_map(|(name, value)| Some((name.clone(), join_key(value)?)))
+            .collect();
+        if let Some(anchor) = &state.anchor {
+            keys.push((
+                AttributeName::parse("NoSuchAttribute").unwrap(),
+                anchor.clone(),
+            ));
+        }
+        keys.push((
+            AttributeName::parse("EmployeeId").unwrap(),
+            "no-such-value".to_owned(),
+        ));
+        for (target_attribute, key) in keys {
+            joins.push(JoinQuery {
+                rule: rule.clone(),
+                object_type: state.object_type.clone(),
+                target_attribute,
+                key,
+            });
+        }
+    }
+    let mut retries = Vec::new();
+    for (object, record) in world.connector_objects() {
+        if !matches!(
+            record.state,
+            mesh_model::JoinState::Disconnector | mesh_model::JoinState::Ambiguous { .. }
+        ) {
+            continue;
+        }
+        for join_rule in rules.join_rules(&object.connector) {
+            if !join_rule.applies_to(&object.object_type) {
+                continue;
+            }
+            if let Some(key) = record
+                .attributes
+                .get(&join_rule.source_attribute)
+                .and_then(join_key)
+            {
+                retries.push(RetryQuery {
+                    rule: join_rule.name.clone(),
+                    connector: object.connector.clone(),
+                    object_type: object.object_type.clone(),
+                    source_attribute: join_rule.source_attribute.clone(),
+                    key,
+                });
+            }
+        }
+    }
+    joins.sort();
+    retries.sort_by(|a, b| (&a.connector, &a.key).cmp(&(&b.connector, &b.key)));
+    (joins, retries)
+}
+
+/// Asks `directory` every search of the contract; one line per answer.
+pub fn contract_answers(
+    directory: &(impl MeshDirectory + DisconnectorDirectory),
+    joins: &[JoinQuery],
+    retries: &[RetryQuery],
+) -> Vec<String> {
+    let mut answers = Vec::new();
+    for q in joins {
+        answers.push(format!(
+            "attribute {}.{} = {:?} -> {:?}",
+            q.object_type,
+            q.target_attribute,
+            q.key,
+            directory.find_by_attribute(&q.object_type, &q.target_attribute, &q.key)
+        ));
+        answers.push(format!(
+            "anchor {} {:?} -> {:?}",
+            q.object_type,
+            q.key,
+            directory.find_by_anchor(&q.object_type, &q.key)
+        ));
+    }
+    for q in retries {
+        answers.push(format!(
+            "unjoined {}/{}.{} = {:?} -> {:?}",
+            q.connector,
+            q.object_type,
+            q.source_attribute,
+            q.key,
+            directory.find_unjoined(&q.connector, &q.object_type, &q.source_attribute, &q.key)
+        ));
+    }
+    answers
 }
