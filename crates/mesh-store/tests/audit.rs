@@ -35,6 +35,13 @@ async fn chain_of(rows: u32) -> (TestDatabase, sqlx::PgPool) {
     (db, pool)
 }
 
+/// Runs `sql` against a fresh chain of ten rows (and a flow chain of three), then verifies.
+async fn problems_after(sql: &str) -> Vec<String> {
+    let (_db, pool) = chain_of(10).await;
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    audit::verify(&pool).await.unwrap().problems
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untouched_chain_verifies() {
     let (_db, pool) = chain_of(10).await;
@@ -46,49 +53,34 @@ async fn an_untouched_chain_verifies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_row_is_detected() {
-    let (_db, pool) = chain_of(10).await;
-    sqlx::query(
+    let problems = problems_after(
         "UPDATE audit_log SET detail = jsonb_set(detail, '{method}', '\"manual\"') \
          WHERE chain = 'correlation' AND seq = 4",
     )
-    .execute(&pool)
-    .await
-    .unwrap();
-    let report = audit::verify(&pool).await.unwrap();
+    .await;
     assert_eq!(
-        report.problems,
+        problems,
         vec!["chain correlation: row 4 was changed after it was written".to_owned()]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_row_is_detected() {
-    let (_db, pool) = chain_of(10).await;
-    sqlx::query("DELETE FROM audit_log WHERE chain = 'correlation' AND seq = 5")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let report = audit::verify(&pool).await.unwrap();
+    let problems =
+        problems_after("DELETE FROM audit_log WHERE chain = 'correlation' AND seq = 5").await;
     assert!(
-        report
-            .problems
+        problems
             .iter()
             .any(|p| p == "chain correlation: row 5 is missing (next row is 6)"),
-        "{:?}",
-        report.problems
+        "{problems:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_newest_rows_is_detected() {
-    let (_db, pool) = chain_of(10).await;
-    sqlx::query("DELETE FROM audit_log WHERE chain = 'flow' AND seq = 3")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let report = audit::verify(&pool).await.unwrap();
+    let problems = problems_after("DELETE FROM audit_log WHERE chain = 'flow' AND seq = 3").await;
     assert_eq!(
-        report.problems,
+        problems,
         vec!["chain flow: the head says 3 rows, the log ends at row 2".to_owned()]
     );
 }
