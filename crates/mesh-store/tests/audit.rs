@@ -36,7 +36,7 @@ async fn chain_of(rows: u32) -> (TestDatabase, sqlx::PgPool) {
 }
 
 /// Runs `sql` against a fresh chain of ten rows (and a flow chain of three), then verifies.
-async fn problems_after(sql: &str) -> Vec<String> {
+async fn problems_after(sql: &'static str) -> Vec<String> {
     let (_db, pool) = chain_of(10).await;
     sqlx::query(sql).execute(&pool).await.unwrap();
     audit::verify(&pool).await.unwrap().problems
