@@ -19,9 +19,10 @@
 //!   Transient`] the loop keeps the batch, marks it in progress and retries it with backoff
 //!   until it succeeds, however long the outage; it never dead-letters for that, and the
 //!   messages behind the batch do not overtake it.
-//! - Order survives a crash: a new instance that finds messages delivered and not acked (its
-//!   predecessor died holding them) waits one ack wait before pulling, so JetStream delivers
-//!   those first. Only a message that fails on its own is retried after the ones behind it.
+//! - Order survives a crash: a new instance that finds messages delivered and not acked, or
+//!   pull requests still open (its predecessor died holding them), waits until those expire
+//!   and come back (pull expiry plus ack wait) before pulling, so JetStream delivers them
+//!   first. Only a message that fails on its own is retried after the ones behind it.
 //! - A handler panic is caught and treated as [`HandlerError::Failed`].
 //! - On shutdown the loop stops pulling, finishes the batch in hand (handler, acks), and
 //!   returns; unacked messages are redelivered to the next instance.
@@ -319,8 +320,8 @@ impl<H: BatchHandler> Runner<'_, H> {
             let mut messages = match consumer
                 .stream()
                 .max_messages_per_batch(self.settings.batch_size.saturating_mul(2).max(1))
-                .heartbeat(Duration::from_secs(5))
-                .expires(Duration::from_secs(30))
+                .heartbeat(PULL_HEARTBEAT)
+                .expires(PULL_EXPIRES)
                 .messages()
                 .await
             {
@@ -395,20 +396,25 @@ impl<H: BatchHandler> Runner<'_, H> {
         consumer: &mut jetstream::consumer::PullConsumer,
         shutdown: &CancellationToken,
     ) -> bool {
-        let held = match consumer.info().await {
-            Ok(info) => info.num_ack_pending,
+        let (held, waiting) = match consumer.info().await {
+            Ok(info) => (info.num_ack_pending, info.num_waiting),
             Err(_) => return false,
         };
-        if held == 0 {
+        if held == 0 && waiting == 0 {
             return false;
         }
+        // Messages delivered and not acked, or pull requests still open (a dead client's keep
+        // receiving messages until they expire): wait until all of those are deliverable
+        // again, so that they are delivered first.
+        let wait = PULL_EXPIRES + self.spec.ack_wait + HELD_GRACE;
         tracing::info!(
             consumer = %self.spec.durable,
             held,
-            wait = ?self.spec.ack_wait,
-            "messages delivered to an instance that is gone come back first; waiting for them"
+            waiting,
+            wait = ?wait,
+            "another instance holds messages or pull requests; waiting so that order is kept"
         );
-        sleep_or_cancel(self.spec.ack_wait + HELD_GRACE, shutdown).await
+        sleep_or_cancel(wait, shutdown).await
     }
 
     /// Sets the lag gauge from the server's count of messages not yet delivered.
@@ -628,6 +634,14 @@ const LAG_REFRESH: Duration = Duration::from_secs(10);
 
 /// Slack after the ack wait before held messages are surely deliverable again.
 const HELD_GRACE: Duration = Duration::from_millis(500);
+
+/// How long one pull request lives. Short, because the server keeps delivering to the pull
+/// request of a client that died until it expires; a new instance waits that long (plus the
+/// ack wait) before pulling, so those messages come back before the ones behind them.
+const PULL_EXPIRES: Duration = Duration::from_secs(4);
+
+/// Idle heartbeat on a pull request, to notice a lost connection.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Sleeps for `duration`; returns true if `shutdown` was cancelled first.
 async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {

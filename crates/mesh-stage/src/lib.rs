@@ -3,16 +3,16 @@
 //!
 //! A stage handles a batch as DESIGN.md §4 says: one transaction claims the batch's message
 //! ids in the inbox, applies the effect and writes the output messages to the stage outbox
-//! ([`Outbox::write`]); after the commit the outputs are published and their outbox rows
-//! deleted ([`Outbox::publish_committed`]); then the batch is acked. If the process dies or
-//! NATS fails between the commit and the deletion, the rows stay, and the next batch (or the
-//! next process) publishes them first ([`Outbox::flush`]) with their original message ids.
+//! ([`Outbox::write`]); after the commit the batch is acked and the outputs are published in
+//! the background, in commit order, and their rows deleted ([`Outbox::publish_committed`]).
+//! If the process dies between the commit and the deletion, the rows stay, and the next
+//! process publishes them first ([`Outbox::flush`]) with their original message ids.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+use mesh_bus::consume::BoxError;
 use mesh_bus::{Delivery, HandlerError, Outgoing, Publisher};
 use mesh_engine::{LoadError, RuleSet};
 use mesh_runtime::metrics::{MetricsRegistry, names};
@@ -156,17 +156,20 @@ pub fn store_error(error: StoreError) -> HandlerError {
 }
 
 /// The outbox of one stage.
+///
+/// After a commit the batch's messages go to a background publisher and the batch is acked at
+/// once: the committed rows guarantee the messages, so the next batch need not wait for
+/// JetStream's acknowledgements. The publisher first publishes the rows a previous process
+/// left (a crash between commit and publish), then each committed batch in commit order; it
+/// retries a failed publish until it succeeds (the queue is bounded, so a NATS outage stalls
+/// the stage rather than piling up memory), then deletes the rows. A batch waits until the
+/// leftovers are out ([`Outbox::flush`]), so outputs keep their order across restarts.
 #[derive(Debug)]
 pub struct Outbox {
-    pool: PgPool,
-    publisher: Publisher,
     stage: &'static str,
-    /// Rows may be waiting: at start (a previous process may have left some) and after a
-    /// failed publish.
-    dirty: AtomicBool,
-    /// Rows published and not yet deleted: the next batch's transaction deletes them, which
-    /// saves a round trip and a commit per batch.
-    published: std::sync::Mutex<Vec<i64>>,
+    /// Set once the leftovers of a previous process are published.
+    ready: tokio::sync::watch::Receiver<bool>,
+    queue: tokio::sync::mpsc::Sender<Written>,
 }
 
 /// Rows written in a transaction, to publish once it committed.
@@ -177,38 +180,29 @@ pub struct Written {
     messages: Vec<Outgoing>,
 }
 
+/// Committed batches waiting for the background publisher; then the stage waits.
+const PUBLISH_QUEUE: usize = 8;
+
 impl Outbox {
-    /// The outbox of `stage` (its rows are `stage_outbox.stage = stage`).
+    /// The outbox of `stage` (its rows are `stage_outbox.stage = stage`); starts its publisher
+    /// on the current Tokio runtime.
     pub fn new(pool: PgPool, publisher: Publisher, stage: &'static str) -> Self {
+        let (queue, receiver) = tokio::sync::mpsc::channel(PUBLISH_QUEUE);
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
+        tokio::spawn(publish_loop(pool, publisher, stage, receiver, ready_tx));
         Self {
-            pool,
-            publisher,
             stage,
-            dirty: AtomicBool::new(true),
-            published: std::sync::Mutex::default(),
+            ready,
+            queue,
         }
     }
 
-    /// Writes `messages` in the caller's transaction, and deletes the rows of earlier batches
-    /// that are published.
+    /// Writes `messages` in the caller's transaction.
     pub async fn write(
         &self,
         conn: &mut PgConnection,
         messages: Vec<Outgoing>,
     ) -> Result<Written, StoreError> {
-        let published = std::mem::take(
-            &mut *self
-                .published
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if let Err(error) = outbox::delete_in(conn, self.stage, &published).await {
-            self.published
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend(published);
-            return Err(error);
-        }
         let rows: Vec<NewOutboxRow<'_>> = messages
             .iter()
             .map(|m| NewOutboxRow {
@@ -222,63 +216,103 @@ impl Outbox {
         Ok(Written { ids, messages })
     }
 
-    /// Publishes what a committed transaction wrote, then deletes its rows. On failure the
-    /// rows stay for [`Outbox::flush`] and the error is transient.
+    /// Hands what a committed transaction wrote to the background publisher.
     pub async fn publish_committed(&self, written: Written) -> Result<(), HandlerError> {
         if written.messages.is_empty() {
             return Ok(());
         }
-        if let Err(error) = self.publisher.publish_all(written.messages).await {
-            self.dirty.store(true, Ordering::SeqCst);
-            return Err(HandlerError::transient(error));
-        }
-        // Published: the next batch's transaction deletes the rows. If the process dies first
-        // they are published again at start, under the same ids, which JetStream or the next
-        // stage's inbox drops.
-        self.published
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(written.ids);
-        Ok(())
+        self.queue.send(written).await.map_err(|_| {
+            HandlerError::transient(format!("the {} outbox publisher stopped", self.stage))
+        })
     }
 
-    /// Publishes rows left by an earlier failure or process, oldest first, when there may be
-    /// any. Call it at the start of every batch: outputs keep their order.
+    /// Waits until the rows a previous process left are published. Call it before a batch.
     pub async fn flush(&self) -> Result<(), HandlerError> {
-        if !self.dirty.load(Ordering::SeqCst) {
+        let mut ready = self.ready.clone();
+        ready
+            .wait_for(|ready| *ready)
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                HandlerError::transient(format!("the {} outbox publisher stopped", self.stage))
+            })
+    }
+}
+
+/// The background publisher of one stage's outbox.
+async fn publish_loop(
+    pool: PgPool,
+    publisher: Publisher,
+    stage: &'static str,
+    mut queue: tokio::sync::mpsc::Receiver<Written>,
+    ready: tokio::sync::watch::Sender<bool>,
+) {
+    let mut delay = Backoff::new();
+    loop {
+        match publish_leftovers(&pool, &publisher, stage).await {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::warn!(stage, error = %error, "publishing outbox rows left behind failed; retrying");
+                delay.wait().await;
+            }
+        }
+    }
+    let _ = ready.send(true);
+    while let Some(written) = queue.recv().await {
+        let mut delay = Backoff::new();
+        while let Err(error) = publisher.publish_all(written.messages.clone()).await {
+            tracing::warn!(stage, error = %error, "publishing committed messages failed; retrying");
+            delay.wait().await;
+        }
+        if let Err(error) = outbox::delete(&pool, stage, &written.ids).await {
+            // Published but not deleted: the next process publishes them again under the same
+            // ids, which JetStream or the next stage's inbox drops.
+            tracing::warn!(stage, error = %error, "published outbox rows not deleted");
+        }
+    }
+}
+
+/// Publishes every row of `stage` left in the outbox, oldest first, and deletes them.
+async fn publish_leftovers(
+    pool: &PgPool,
+    publisher: &Publisher,
+    stage: &'static str,
+) -> Result<(), BoxError> {
+    loop {
+        let rows = outbox::pending(pool, stage, 1000).await?;
+        if rows.is_empty() {
             return Ok(());
         }
-        loop {
-            let rows = outbox::pending(&self.pool, self.stage, 1000)
-                .await
-                .map_err(store_error)?;
-            if rows.is_empty() {
-                break;
-            }
-            tracing::info!(
-                stage = self.stage,
-                rows = rows.len(),
-                "publishing outbox rows left behind"
-            );
-            let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-            let messages = rows.into_iter().map(|row| {
-                Outgoing::encode_raw(
-                    row.subject,
-                    row.msg_id,
-                    row.schema,
-                    Bytes::from(row.payload),
-                )
-            });
-            self.publisher
-                .publish_all(messages)
-                .await
-                .map_err(HandlerError::transient)?;
-            outbox::delete(&self.pool, self.stage, &ids)
-                .await
-                .map_err(store_error)?;
-        }
-        self.dirty.store(false, Ordering::SeqCst);
-        Ok(())
+        tracing::info!(
+            stage,
+            rows = rows.len(),
+            "publishing outbox rows left behind"
+        );
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let messages = rows.into_iter().map(|row| {
+            Outgoing::encode_raw(
+                row.subject,
+                row.msg_id,
+                row.schema,
+                Bytes::from(row.payload),
+            )
+        });
+        publisher.publish_all(messages).await?;
+        outbox::delete(pool, stage, &ids).await?;
+    }
+}
+
+/// Doubling waits from 50 ms to 5 s.
+struct Backoff(std::time::Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(std::time::Duration::from_millis(50))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

@@ -108,9 +108,11 @@ CREATE TABLE mesh_overrides (
     PRIMARY KEY (mesh_object, name)
 );
 
--- The audit log: append-only, one hash chain per writer (a chain is appended by one stage,
--- under its head's row lock). hash = sha256(prev_hash || canonical row); the head holds the
--- last seq and hash, so deleting the newest rows is detected too.
+-- The audit log: append-only and hash-chained. A batch appends to a chain of its stage that no
+-- other transaction holds (its head row locked with SKIP LOCKED; a new chain when all are
+-- busy), so concurrent workers and replicas never wait for each other and each chain has one
+-- writer at a time. hash = sha256(prev_hash || canonical row); the head holds the last seq and
+-- hash, so deleting the newest rows is detected too.
 CREATE TABLE audit_log (
     chain            text        NOT NULL,
     seq              bigint      NOT NULL,
@@ -130,10 +132,14 @@ CREATE INDEX audit_log_mesh_object ON audit_log (mesh_object, at) WHERE mesh_obj
 CREATE INDEX audit_log_at ON audit_log (at);
 
 CREATE TABLE audit_heads (
-    chain text   PRIMARY KEY,
-    seq   bigint NOT NULL,
-    hash  bytea  NOT NULL
+    chain  text   PRIMARY KEY,
+    -- The stage whose batches append to it (`correlation`, `flow`, ...).
+    writer text   NOT NULL,
+    seq    bigint NOT NULL,
+    hash   bytea  NOT NULL
 );
+
+CREATE INDEX audit_heads_writer ON audit_heads (writer);
 
 -- Messages a stage committed and has not yet seen JetStream accept: written in the batch's
 -- transaction, published after the commit, deleted once acknowledged.

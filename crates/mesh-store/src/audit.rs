@@ -1,8 +1,10 @@
 //! The audit log: append-only and hash-chained, so that an edited or deleted row is detected.
 //!
-//! Each stage appends to its own chain (`correlation`, `flow`, ...) inside the transaction of
-//! the batch it audits, under a row lock on the chain's head, so a chain has one writer at a
-//! time and its sequence numbers have no gaps. A row's hash is
+//! A batch appends inside its own transaction to a chain of its stage (`flow/<uuid>`) whose head
+//! no other transaction holds: it locks a free head with `SKIP LOCKED`, or starts a new chain
+//! when every chain of the stage is busy. So concurrent workers and replicas never wait for
+//! each other, a chain has one writer at a time, and its sequence numbers have no gaps; a stage
+//! has as many chains as it ever ran batches at once. A row's hash is
 //! `sha256(previous hash || canonical text of the row)`; the head keeps the last sequence number
 //! and hash, so removing the newest rows is detected as surely as editing an old one.
 //! [`verify`] recomputes every chain.
@@ -90,22 +92,36 @@ fn row_hash(
 /// audit; it holds the chain's head lock until that transaction ends.
 pub async fn append(
     conn: &mut PgConnection,
-    chain: &str,
+    writer: &str,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
-    // Creates the head on first use and locks it, in one statement (DO UPDATE locks the row).
-    let head = sqlx::query(
-        "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, '\\x'::bytea) \
-         ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain \
-         RETURNING seq, hash",
+    let free = sqlx::query(
+        "SELECT chain, seq, hash FROM audit_heads WHERE writer = $1 \
+         ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED",
     )
-    .bind(chain)
-    .fetch_one(&mut *conn)
+    .bind(writer)
+    .fetch_optional(&mut *conn)
     .await
-    .map_err(StoreError::query("locking the audit chain head"))?;
+    .map_err(StoreError::query("locking an audit chain head"))?;
+    let head = match free {
+        Some(head) => head,
+        // Every chain of the stage is busy (or there is none yet): start one; the new row is
+        // locked by this transaction.
+        None => sqlx::query(
+            "INSERT INTO audit_heads (chain, writer, seq, hash) VALUES ($1, $2, 0, '\\x'::bytea) \
+             RETURNING chain, seq, hash",
+        )
+        .bind(format!("{writer}/{}", Uuid::new_v4()))
+        .bind(writer)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::query("starting an audit chain"))?,
+    };
+    let chain: String = head.get("chain");
+    let chain = chain.as_str();
     let mut seq: i64 = head.get("seq");
     let mut hash: Vec<u8> = head.get("hash");
 

@@ -86,26 +86,13 @@ pub async fn pending(pool: &PgPool, stage: &str, limit: i64) -> Result<Vec<Outbo
 
 /// Deletes the published rows `ids` of `stage`.
 pub async fn delete(pool: &PgPool, stage: &str, ids: &[i64]) -> Result<(), StoreError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(StoreError::query("deleting published outbox rows"))?;
-    delete_in(&mut conn, stage, ids).await
-}
-
-/// Deletes the published rows `ids` of `stage` on `conn` (inside a caller's transaction).
-pub async fn delete_in(
-    conn: &mut PgConnection,
-    stage: &str,
-    ids: &[i64],
-) -> Result<(), StoreError> {
     if ids.is_empty() {
         return Ok(());
     }
     sqlx::query("DELETE FROM stage_outbox WHERE stage = $1 AND id = ANY($2)")
         .bind(stage)
         .bind(ids)
-        .execute(conn)
+        .execute(pool)
         .await
         .map_err(StoreError::query("deleting published outbox rows"))?;
     Ok(())

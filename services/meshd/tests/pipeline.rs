@@ -319,7 +319,7 @@ async fn killed_mid_stream_ends_in_the_clean_state(victim: &'static str) {
     mesh.run_process("correlation");
     mesh.run_process("flow");
     let delay = Duration::from_millis(
-        500 + u64::from(
+        100 + u64::from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
@@ -342,11 +342,26 @@ async fn killed_mid_stream_ends_in_the_clean_state(victim: &'static str) {
     publishing.await.unwrap();
     mesh.wait_quiet(QUIET).await;
     let actual = mesh.state().await;
-    assert_eq!(
-        digest(&actual),
-        digest(&expected),
-        "the state after killing {victim} differs from a clean run"
-    );
+    if digest(&actual) != digest(&expected) {
+        let differing = |key: &str| {
+            let (a, e) = (
+                actual[key].as_array().unwrap(),
+                expected[key].as_array().unwrap(),
+            );
+            a.iter()
+                .zip(e)
+                .filter(|(a, e)| a != e)
+                .take(3)
+                .map(|(a, e)| format!("after the kill: {a}\nclean run:      {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "the state after killing {victim} differs from a clean run\n{}\n{}",
+            differing("meshObjects"),
+            differing("connectorObjects")
+        );
+    }
     assert_eq!(
         actual["meshObjects"].as_array().unwrap().len(),
         Sizes::for_events(20_000).people

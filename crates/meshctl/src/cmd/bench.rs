@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use mesh_bus::{Bus, ConnectOptions, Outgoing};
-use mesh_model::{EventId, MeshObjectChanged};
+use mesh_model::{CorrelatedChange, EventId, MeshObjectChanged};
 use mesh_proto::WireEvent;
 use mesh_sim::World;
 use mesh_sim::synthetic::{self, Sizes};
@@ -65,7 +65,10 @@ struct PipelineReport {
     publish_events_per_second: f64,
     total_seconds: f64,
     events_per_second: f64,
+    /// Publish of the change event to MeshObjectChanged.
     latency_ms: Percentiles,
+    /// Publish of the change event to its CorrelatedChange (the correlation stage).
+    correlation_latency_ms: Percentiles,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,11 +142,15 @@ fn print_report(report: &PipelineReport) {
         "  end to end        {:>9.2} s  ({:.0} events/s sustained)",
         report.total_seconds, report.events_per_second
     );
-    let l = &report.latency_ms;
-    println!(
-        "  latency ms        p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-        l.p50, l.p90, l.p99, l.p999, l.max
-    );
+    for (what, l) in [
+        ("latency ms        ", &report.latency_ms),
+        ("  to correlated   ", &report.correlation_latency_ms),
+    ] {
+        println!(
+            "  {what}p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    }
 }
 
 async fn pipeline(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
@@ -180,6 +187,11 @@ async fn pipeline(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
         .subscribe("mesh.object.>")
         .await
         .context("subscribing to mesh.object.>")?;
+    let mut joined = bus
+        .client()
+        .subscribe("mesh.joined.>")
+        .await
+        .context("subscribing to mesh.joined.>")?;
     let sent: std::sync::Arc<std::sync::Mutex<HashMap<EventId, Instant>>> =
         std::sync::Arc::default();
     let publisher = bus.publisher();
@@ -220,6 +232,35 @@ async fn pipeline(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
         anyhow::Ok(started.elapsed())
     });
 
+    // The correlation stage's latency, from the CorrelatedChanges seen on the way.
+    let joined_sent = sent.clone();
+    let correlation = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(total);
+        let mut seen = std::collections::HashSet::with_capacity(total);
+        while latencies.len() < total {
+            let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_secs(5), joined.next()).await
+            else {
+                break;
+            };
+            let Ok(correlated) = CorrelatedChange::from_wire(&message.payload) else {
+                continue;
+            };
+            let id = correlated.change.event_id;
+            let sent_at = joined_sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .copied();
+            if let Some(sent_at) = sent_at
+                && seen.insert(id)
+            {
+                latencies.push(sent_at.elapsed());
+            }
+        }
+        latencies
+    });
+
     let mut latencies = Vec::with_capacity(total);
     let stall = Duration::from_secs(args.stall_seconds);
     let mut last_progress = Instant::now();
@@ -252,6 +293,7 @@ async fn pipeline(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
     }
     let total_seconds = started.elapsed().as_secs_f64();
     let publish_seconds = publishing.await??.as_secs_f64();
+    let correlation_latencies = correlation.await.unwrap_or_default();
     let completed = latencies.len();
     Ok(PipelineReport {
         events: total,
@@ -262,5 +304,6 @@ async fn pipeline(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
         total_seconds,
         events_per_second: completed as f64 / total_seconds,
         latency_ms: percentiles(latencies),
+        correlation_latency_ms: percentiles(correlation_latencies),
     })
 }

@@ -163,7 +163,6 @@ impl Mesh {
             .env("MESH_BUS__MAX_DELIVER", "3")
             .env("MESH_TELEMETRY__LOG_FILTER", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .spawn()
             .unwrap();
         self.running.insert(service, Running::Process(child));
@@ -253,14 +252,21 @@ impl Mesh {
         }
     }
 
+    async fn outbox_is_empty(&self) -> bool {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM stage_outbox")
+            .fetch_one(&self.pool)
+            .await
+            .is_ok_and(|n| n == 0)
+    }
+
     /// Waits until every stage has consumed and acked everything, twice in a row.
     pub async fn wait_quiet(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut quiet_rounds = 0;
         while quiet_rounds < 2 {
-            // Outputs are published before their input is acked, so drained consumers mean
-            // nothing waits (the outbox keeps the last batch's rows until the next batch).
-            let mut quiet = true;
+            // A batch is acked at commit and its outputs published from the outbox after, so
+            // quiet means drained consumers and an empty outbox.
+            let mut quiet = self.outbox_is_empty().await;
             for stage in STAGES {
                 quiet = quiet && self.stage_is_quiet(stage).await;
             }
