@@ -161,9 +161,10 @@ async fn pipeline(args: &PipelineArgs) -> anyhow::Result<PipelineReport> {
     })
     .await
     .with_context(|| format!("connecting to {}", args.nats))?;
+    // Microseconds since the epoch: runs started a second apart use disjoint people (and event
+    // ids) unless one publishes more than a million people.
     let first = args.first_person.unwrap_or_else(|| {
-        let now = chrono::Utc::now().timestamp().unsigned_abs();
-        usize::try_from(now % 100_000).unwrap_or(0) * 1_000_000
+        usize::try_from(chrono::Utc::now().timestamp_micros().unsigned_abs()).unwrap_or(0)
     });
     let sizes = Sizes::for_events(args.events);
     let rules = synthetic::rules().map_err(|e| anyhow::anyhow!("synthetic rules: {e:?}"))?;
