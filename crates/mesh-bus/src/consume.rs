@@ -281,18 +281,31 @@ pub async fn run_consumer<H: BatchHandler>(
     handler: &H,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let loops = (0..settings.workers.max(1)).map(|_| {
-        let runner = Runner {
-            bus,
-            spec,
-            settings,
-            handler,
-            shutdown: shutdown.clone(),
-        };
+    let runner = |first: bool| Runner {
+        bus,
+        spec,
+        settings,
+        handler,
+        shutdown: shutdown.clone(),
+        first,
+    };
+    // The first loop opens the consumer and waits out what a dead instance holds; the others
+    // start after it, so they neither pull early nor wait for the first one's pull requests.
+    let first = runner(true);
+    let Some(consumer) = first.open_and_wait(&shutdown).await? else {
+        return Ok(());
+    };
+    let others = (1..settings.workers.max(1)).map(|_| {
+        let runner = runner(false);
         let shutdown = shutdown.clone();
         async move { runner.run(shutdown).await }
     });
-    futures::future::try_join_all(loops).await?;
+    let (first, others) = tokio::join!(
+        first.consume(consumer, shutdown.clone()),
+        futures::future::try_join_all(others)
+    );
+    first?;
+    others?;
     Ok(())
 }
 
@@ -302,17 +315,38 @@ struct Runner<'a, H> {
     settings: &'a ConsumerSettings,
     handler: &'a H,
     shutdown: CancellationToken,
+    /// Whether this loop waits out a dead instance's messages (only the first of a consumer).
+    first: bool,
 }
 
 impl<H: BatchHandler> Runner<'_, H> {
     async fn run(&self, shutdown: CancellationToken) -> Result<(), BusError> {
-        let consumer = self.open_until_ready(&shutdown).await?;
-        let Some(mut consumer) = consumer else {
-            return Ok(());
-        };
-        if self.wait_for_held_messages(&mut consumer, &shutdown).await {
-            return Ok(());
+        match self.open_and_wait(&shutdown).await? {
+            Some(consumer) => self.consume(consumer, shutdown).await,
+            None => Ok(()),
         }
+    }
+
+    /// Opens the consumer and, for the first loop, waits out what a dead instance holds.
+    /// Returns None on shutdown.
+    async fn open_and_wait(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<jetstream::consumer::PullConsumer>, BusError> {
+        let Some(mut consumer) = self.open_until_ready(shutdown).await? else {
+            return Ok(None);
+        };
+        if self.first && self.wait_for_held_messages(&mut consumer, shutdown).await {
+            return Ok(None);
+        }
+        Ok(Some(consumer))
+    }
+
+    async fn consume(
+        &self,
+        mut consumer: jetstream::consumer::PullConsumer,
+        shutdown: CancellationToken,
+    ) -> Result<(), BusError> {
         tracing::info!(consumer = %self.spec.durable, stream = %self.spec.stream, "consuming");
         let mut lag_refresh = tokio::time::interval(LAG_REFRESH);
         lag_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
