@@ -92,6 +92,53 @@ async fn the_examples_estate_streamed_through_the_services_gives_what_simulate_g
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_arriving_before_the_authoritative_one_wait_as_disconnectors_and_join_as_simulate_says()
+ {
+    // The SaaS app and the directory first, HR last: their objects find no mesh object, wait as
+    // disconnectors, and join when HR's records make the attributes they search (Email, the
+    // composed SamAccountName) exist — through the correlation-rejoin consumer.
+    let rules_dir = examples().join("rules");
+    let rules = mesh_stage::load_rules(&rules_dir).unwrap();
+    let mut events = files::read_data(&examples().join("data"), &rules).unwrap();
+    let rank = |event: &mesh_sim::TimedEvent| {
+        let connector = match &event.event {
+            mesh_sim::SimEvent::Upsert { connector, .. }
+            | mesh_sim::SimEvent::Delete { connector, .. } => connector.as_str(),
+            _ => "",
+        };
+        let source = ["saas-app", "corporate-ad", "hr"]
+            .iter()
+            .position(|c| *c == connector)
+            .unwrap_or(3);
+        (event.at.is_some(), source)
+    };
+    events.sort_by_key(rank);
+    let world = World::new(rules);
+    let changes = world.change_events(&events).unwrap();
+    let world = simulate(world, &events).unwrap();
+
+    let mut mesh = Mesh::start(&rules_dir).await;
+    mesh.run_in_process("correlation");
+    mesh.run_in_process("flow");
+    for change in &changes {
+        mesh.publish(std::slice::from_ref(change)).await;
+        mesh.wait_quiet(QUIET).await;
+    }
+    assert_same_state(&mesh.state().await, &world_state(&world));
+    let rejoined: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(seq), 0)::bigint FROM audit_heads WHERE writer = 'correlation-rejoin'",
+    )
+    .fetch_one(&mesh.pool)
+    .await
+    .unwrap();
+    assert!(
+        rejoined >= 3,
+        "disconnectors joined through the re-join consumer: {rejoined}"
+    );
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_delivered_twice_and_again_after_the_dedup_window_changes_nothing() {
     let mut mesh = Mesh::start_with_text(synthetic::RULES).await;
     // A one-second duplicate window, so that "after the window" takes a second.
