@@ -122,6 +122,20 @@ impl Stage {
         Ok((tx, fresh))
     }
 
+    /// The stage's pool, for reads outside a batch transaction.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Like [`Stage::begin`] without the inbox, for a stage whose effect is idempotent by
+    /// itself (a second delivery finds nothing left to do).
+    pub async fn begin_without_inbox(
+        &self,
+    ) -> Result<Transaction<'static, Postgres>, HandlerError> {
+        self.outbox.flush().await?;
+        self.pool.begin().await.map_err(HandlerError::transient)
+    }
+
     /// Appends the batch's audit entries, writes its outputs to the outbox, commits, then
     /// publishes the outputs.
     pub async fn commit(
