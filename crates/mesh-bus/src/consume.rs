@@ -19,10 +19,12 @@
 //!   Transient`] the loop keeps the batch, marks it in progress and retries it with backoff
 //!   until it succeeds, however long the outage; it never dead-letters for that, and the
 //!   messages behind the batch do not overtake it.
-//! - Order survives a crash: a new instance that finds messages delivered and not acked, or
-//!   pull requests still open (its predecessor died holding them), waits until those expire
-//!   and come back (pull expiry plus ack wait) before pulling, so JetStream delivers them
-//!   first. Only a message that fails on its own is retried after the ones behind it.
+//! - Order survives a crash and a broken pull: a new instance that finds messages delivered
+//!   and not acked, or pull requests still open (its predecessor died holding them), and a
+//!   loop whose pull was interrupted (messages it had received are dropped with it), wait
+//!   until those expire and come back (pull expiry plus ack wait) before pulling again, so
+//!   JetStream delivers them first. Only a message that fails on its own is retried after the
+//!   ones behind it.
 //! - A handler panic is caught and treated as [`HandlerError::Failed`].
 //! - On shutdown the loop stops pulling, finishes the batch in hand (handler, acks), and
 //!   returns; unacked messages are redelivered to the next instance.
@@ -414,6 +416,12 @@ impl<H: BatchHandler> Runner<'_, H> {
                     if sleep_or_cancel(Duration::from_millis(200), &shutdown).await {
                         break 'pull;
                     }
+                    // Messages the interrupted pull had delivered and this loop never handled
+                    // come back after the ack wait: wait for them, so that they keep their
+                    // place before the messages behind them.
+                    if self.wait_for_held_messages(&mut consumer, &shutdown).await {
+                        break 'pull;
+                    }
                     continue 'pull;
                 }
             }
@@ -672,10 +680,11 @@ const HELD_GRACE: Duration = Duration::from_millis(500);
 /// How long one pull request lives. Short, because the server keeps delivering to the pull
 /// request of a client that died until it expires; a new instance waits that long (plus the
 /// ack wait) before pulling, so those messages come back before the ones behind them.
-const PULL_EXPIRES: Duration = Duration::from_secs(4);
+const PULL_EXPIRES: Duration = Duration::from_secs(6);
 
-/// Idle heartbeat on a pull request, to notice a lost connection.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Idle heartbeat on a pull request, to notice a lost connection (at most half the expiry; a
+/// busy machine misses short ones, and every miss costs a wait for the held messages).
+const PULL_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// Sleeps for `duration`; returns true if `shutdown` was cancelled first.
 async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {
