@@ -19,7 +19,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::json::{attributes_from_json, attributes_to_json, value_from_json, value_to_json};
+use crate::json::{attributes_from_json, attributes_to_json, value_from_json};
 
 /// A connector object as correlation keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -761,31 +761,4 @@ pub async fn overrides(
             .insert(name, Override { value, reason });
     }
     Ok(found)
-}
-
-/// Pins (or, with `None`, unpins) one attribute of a mesh object.
-pub async fn set_override(
-    conn: &mut PgConnection,
-    mesh_object: MeshObjectId,
-    name: &AttributeName,
-    pin: Option<&Override>,
-) -> Result<(), StoreError> {
-    match pin {
-        Some(pin) => sqlx::query(
-            "INSERT INTO mesh_overrides (mesh_object, name, value, reason) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (mesh_object, name) DO UPDATE SET value = excluded.value, \
-               reason = excluded.reason, set_at = now()",
-        )
-        .bind(mesh_object.as_uuid())
-        .bind(name.as_str())
-        .bind(value_to_json(&pin.value))
-        .bind(&pin.reason),
-        None => sqlx::query("DELETE FROM mesh_overrides WHERE mesh_object = $1 AND name = $2")
-            .bind(mesh_object.as_uuid())
-            .bind(name.as_str()),
-    }
-    .execute(conn)
-    .await
-    .map_err(StoreError::query("saving an override"))?;
-    Ok(())
 }

@@ -40,11 +40,16 @@ fn synthetic_changes(sizes: Sizes) -> Vec<ChangeEvent> {
     world.change_events(&synthetic::events(sizes)).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_examples_estate_streamed_through_the_services_gives_what_simulate_gives() {
+/// Streams the examples estate, in the order `order` leaves it, through the services one change
+/// at a time (each followed to the end, as the simulator applies them), and through the
+/// simulator; returns the running mesh and the simulated world.
+async fn examples_through_both(
+    order: impl FnOnce(&mut Vec<mesh_sim::TimedEvent>),
+) -> (Mesh, World) {
     let rules_dir = examples().join("rules");
     let rules = mesh_stage::load_rules(&rules_dir).unwrap();
-    let events = files::read_data(&examples().join("data"), &rules).unwrap();
+    let mut events = files::read_data(&examples().join("data"), &rules).unwrap();
+    order(&mut events);
     let world = World::new(rules);
     let changes = world.change_events(&events).unwrap();
     let world = simulate(world, &events).unwrap();
@@ -52,11 +57,16 @@ async fn the_examples_estate_streamed_through_the_services_gives_what_simulate_g
     let mut mesh = Mesh::start(&rules_dir).await;
     mesh.run_in_process("correlation");
     mesh.run_in_process("flow");
-    // One change at a time, each followed to the end, as the simulator applies them.
     for change in &changes {
         mesh.publish(std::slice::from_ref(change)).await;
         mesh.wait_quiet(QUIET).await;
     }
+    (mesh, world)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_estate_streamed_through_the_services_gives_what_simulate_gives() {
+    let (mut mesh, world) = examples_through_both(|_| {}).await;
     let state = mesh.state().await;
     assert_same_state(&state, &world_state(&world));
     assert!(
@@ -97,9 +107,6 @@ async fn sources_arriving_before_the_authoritative_one_wait_as_disconnectors_and
     // The SaaS app and the directory first, HR last: their objects find no mesh object, wait as
     // disconnectors, and join when HR's records make the attributes they search (Email, the
     // composed SamAccountName) exist — through the correlation-rejoin consumer.
-    let rules_dir = examples().join("rules");
-    let rules = mesh_stage::load_rules(&rules_dir).unwrap();
-    let mut events = files::read_data(&examples().join("data"), &rules).unwrap();
     let rank = |event: &mesh_sim::TimedEvent| {
         let connector = match &event.event {
             mesh_sim::SimEvent::Upsert { connector, .. }
@@ -112,18 +119,7 @@ async fn sources_arriving_before_the_authoritative_one_wait_as_disconnectors_and
             .unwrap_or(3);
         (event.at.is_some(), source)
     };
-    events.sort_by_key(rank);
-    let world = World::new(rules);
-    let changes = world.change_events(&events).unwrap();
-    let world = simulate(world, &events).unwrap();
-
-    let mut mesh = Mesh::start(&rules_dir).await;
-    mesh.run_in_process("correlation");
-    mesh.run_in_process("flow");
-    for change in &changes {
-        mesh.publish(std::slice::from_ref(change)).await;
-        mesh.wait_quiet(QUIET).await;
-    }
+    let (mut mesh, world) = examples_through_both(|events| events.sort_by_key(rank)).await;
     assert_same_state(&mesh.state().await, &world_state(&world));
     let rejoined: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(seq), 0)::bigint FROM audit_heads WHERE writer = 'correlation-rejoin'",
