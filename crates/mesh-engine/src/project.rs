@@ -273,6 +273,7 @@ impl Plan<'_, '_> {
             rule: self.rule.name.clone(),
             cause: self.input.cause,
             issued_at: self.now,
+            attempt: 1,
         });
     }
 

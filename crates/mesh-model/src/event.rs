@@ -245,6 +245,8 @@ pub struct ExportCommand {
     pub cause: EventId,
     /// When the projection service issued it.
     pub issued_at: DateTime<Utc>,
+    /// Which attempt this is, from 1; a retry resends the command with the next attempt.
+    pub attempt: u32,
 }
 
 /// How an export command ended.

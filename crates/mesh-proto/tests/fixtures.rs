@@ -181,6 +181,7 @@ fn export_command() -> ExportCommand {
             .derive_for_stage("correlation")
             .derive_for_stage("flow"),
         issued_at: at("2026-03-02T09:15:27.200Z"),
+        attempt: 1,
     }
 }
 
@@ -331,8 +332,16 @@ fn mesh_object_changed_fixture() {
 }
 
 #[test]
-fn export_command_fixture() {
+fn export_command_fixtures() {
+    // The base file predates `attempt` (field 13): it reads as the first attempt.
     check("", export_command());
+    check(
+        ".retry",
+        ExportCommand {
+            attempt: 3,
+            ..export_command()
+        },
+    );
 }
 
 #[test]
@@ -360,6 +369,7 @@ fn every_event_has_a_fixture_and_no_fixture_is_orphaned() {
         "CorrelatedChange.ambiguous.bin",
         "MeshObjectChanged.bin",
         "ExportCommand.bin",
+        "ExportCommand.retry.bin",
         "ExportResult.bin",
         "RiskSignal.bin",
         "RiskSignal.posture.bin",

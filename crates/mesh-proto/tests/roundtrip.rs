@@ -228,13 +228,14 @@ fn export_command() -> impl Strategy<Value = ExportCommand> {
             rule_name(),
             event_id(),
             time(),
+            1..=u32::MAX,
         ),
     )
         .prop_map(
             |(
                 (target, operation, container, object_type),
                 (attributes, target_object_id),
-                (mesh_object, mesh_object_version, rule, cause, issued_at),
+                (mesh_object, mesh_object_version, rule, cause, issued_at, attempt),
             )| ExportCommand {
                 idempotency_key: IdempotencyKey::new(
                     mesh_object,
@@ -253,6 +254,7 @@ fn export_command() -> impl Strategy<Value = ExportCommand> {
                 rule,
                 cause,
                 issued_at,
+                attempt,
             },
         )
 }

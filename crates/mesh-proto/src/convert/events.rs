@@ -435,6 +435,7 @@ impl From<model::ExportCommand> for v1::ExportCommand {
             rule: command.rule.into(),
             cause: command.cause.to_string(),
             issued_at: Some(timestamp_to_pb(command.issued_at)),
+            attempt: command.attempt,
         }
     }
 }
@@ -472,6 +473,7 @@ fn export_command_from_pb(
         rule: parse_field(&command.rule, &path.field("rule"), RuleName::parse)?,
         cause: event_id(&command.cause, &path.field("cause"))?,
         issued_at: required_timestamp(command.issued_at, &path.field("issued_at"))?,
+        attempt: command.attempt.max(1),
     })
 }
 convert_pair!(
