@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod json;
 pub mod outbox;
 pub mod pipeline;
+pub mod projection;
 
 use std::time::Duration;
 

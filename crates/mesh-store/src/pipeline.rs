@@ -46,7 +46,7 @@ pub fn state_name(join: &JoinState) -> &'static str {
     }
 }
 
-fn malformed(what: &'static str) -> impl Fn(String) -> StoreError {
+pub(crate) fn malformed(what: &'static str) -> impl Fn(String) -> StoreError {
     move |reason| StoreError::Malformed { what, reason }
 }
 
@@ -486,7 +486,7 @@ pub async fn anchors(
         .collect())
 }
 
-fn lifecycle_from(name: &str) -> Result<LifecycleState, StoreError> {
+pub(crate) fn lifecycle_from(name: &str) -> Result<LifecycleState, StoreError> {
     Ok(match name {
         "active" => LifecycleState::Active,
         "disabled" => LifecycleState::Disabled,

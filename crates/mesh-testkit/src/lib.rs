@@ -5,21 +5,27 @@
 //!   same port and store.
 //! - [`TestDatabase`]: a fresh PostgreSQL database per test on the local server, dropped after.
 //! - [`RedisPrefix`]: a key prefix per test on the local Redis, its keys deleted after.
+//! - [`Slapd`]: an OpenLDAP slapd on a free loopback port with its own directory (suffix
+//!   `dc=corp,dc=example,dc=com`, `ou=people`, a root DN, a ppolicy default policy), killed
+//!   when dropped.
 //! - [`assert_eventually!`]: poll a condition until a deadline instead of sleeping.
 //!
 //! The servers are found as `scripts/dev-setup` leaves them: `MESHTEST_NATS_SERVER` (a path to the
 //! binary), else `.dev/venv/bin/nats-server` in the workspace, else `nats-server` on PATH if it is
 //! 2.12 or newer. PostgreSQL is `MESHTEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), Redis is `MESHTEST_REDIS_URL` (default
-//! `redis://127.0.0.1:6379`).
+//! `redis://127.0.0.1:6379`), slapd and slapadd are `MESHTEST_SLAPD` and `MESHTEST_SLAPADD`
+//! (default: Debian's, in /usr/sbin).
 
 mod database;
 mod nats;
 mod redis_prefix;
+mod slapd;
 
 pub use database::TestDatabase;
 pub use nats::NatsServer;
 pub use redis_prefix::RedisPrefix;
+pub use slapd::Slapd;
 
 /// Polls `$cond` (an expression that may `.await`) every 20 ms until it is true, panicking with
 /// the message if `$timeout` passes first.

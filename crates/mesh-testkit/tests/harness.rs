@@ -1,9 +1,10 @@
 //! The harness itself against the real servers: a killed and restarted nats-server keeps its
-//! JetStream store; a test database exists until dropped; a Redis prefix is cleaned up.
+//! JetStream store; a test database exists until dropped; a Redis prefix is cleaned up; a slapd
+//! serves its suffix and stops when dropped.
 
 use std::time::Duration;
 
-use mesh_testkit::{NatsServer, RedisPrefix, TestDatabase, assert_eventually};
+use mesh_testkit::{NatsServer, RedisPrefix, Slapd, TestDatabase, assert_eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_nats_server_keeps_its_streams_and_messages() {
@@ -86,4 +87,31 @@ async fn a_redis_prefix_isolates_and_cleans_up_its_keys() {
             .unwrap();
         keys.is_empty()
     });
+}
+
+#[tokio::test]
+async fn a_slapd_serves_its_suffix_and_stops_when_dropped() {
+    let slapd = Slapd::start().await.unwrap();
+    let out = tokio::process::Command::new("ldapsearch")
+        .args(["-x", "-LLL", "-H", &slapd.url(), "-D", Slapd::ROOT_DN, "-w"])
+        .arg(Slapd::ROOT_PASSWORD)
+        .args(["-b", Slapd::PEOPLE, "-s", "base", "ou"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ldapsearch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ou: people"));
+
+    let port = slapd.port();
+    drop(slapd);
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "slapd is down after drop"
+    );
 }

@@ -86,6 +86,27 @@ pub const SERVICES: &[ServiceDef] = &[
             })
         },
     },
+    ServiceDef {
+        name: "projection",
+        about: "projection rules: mesh object changes -> export commands, retries, grace deletions",
+        run: |c, t| {
+            Box::pin(async move {
+                Ok(projection::run(c.config, c.bus, c.pool, c.metrics, c.topology, t).await?)
+            })
+        },
+    },
+    ServiceDef {
+        name: "provisioning-agent",
+        about: "export commands -> SCIM 2.0, PostgreSQL and LDAP targets -> export results",
+        run: |c, t| {
+            Box::pin(async move {
+                Ok(
+                    provisioning_agent::run(c.config, c.bus, c.pool, c.metrics, c.topology, t)
+                        .await?,
+                )
+            })
+        },
+    },
 ];
 
 /// Resolves service names from the command line (`all` means every service), refusing unknown

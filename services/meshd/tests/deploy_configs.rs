@@ -33,8 +33,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// names (docs/observability.md, "Metric contract"). A name moves out of this list when its
 /// service adds it to crates/mesh-runtime/src/metrics/names.rs.
 const CONTRACT_METRICS: &[&str] = &[
-    "mesh_provisioning_exports_total",
-    "mesh_projection_exports_held",
     "mesh_connector_hr_extracts_held",
     "mesh_risk_redis_up",
     "mesh_risk_decisions_total",

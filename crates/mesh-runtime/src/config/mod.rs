@@ -71,6 +71,49 @@ pub struct MeshConfig {
     pub connector_agent: ConnectorAgentConfig,
     /// Where the pipeline services read connectors and rules.
     pub rules: RulesConfig,
+    /// The projection service's export retries, grace timer and mass-deletion guard.
+    pub projection: ProjectionConfig,
+}
+
+/// The projection service: how it retries exports, how often its grace timer looks for due
+/// deletions, and the default mass-deletion guard of every target (a target's Connector
+/// document may set its own with `spec.massDeletionGuard: {threshold, window}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ProjectionConfig {
+    /// Sends of one export command before it fails for good and goes to MESH_DLQ. Default 10.
+    pub max_attempts: u32,
+    /// Wait before the first resend after a retryable failure; each next wait doubles.
+    /// Default 1s.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub retry_initial: Duration,
+    /// Longest wait between two sends of one command. Default 5m.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub retry_max: Duration,
+    /// How often the grace timer looks for disabled objects whose deletion is due, and the
+    /// dispatcher for retries that came due. Default 5s.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub timer_interval: Duration,
+    /// Deprovisions (disable, delete) of one target within `guard_window` above which that
+    /// target's deprovisions are held until `meshctl exports approve`. Default 100.
+    pub guard_threshold: u32,
+    /// The guard's sliding window. Default 10m.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub guard_window: Duration,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            timer_interval: Duration::from_secs(5),
+            guard_threshold: 100,
+            guard_window: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Where the pipeline services (correlation, flow) read their connectors and rules.
@@ -415,6 +458,26 @@ impl MeshConfig {
         require(
             self.bus.max_deliver >= 1,
             "bus.max_deliver",
+            "must be at least 1".to_owned(),
+        );
+        require(
+            self.projection.max_attempts >= 1,
+            "projection.max_attempts",
+            "must be at least 1".to_owned(),
+        );
+        require(
+            self.projection.retry_initial <= self.projection.retry_max,
+            "projection.retry_initial",
+            "must not be longer than projection.retry_max".to_owned(),
+        );
+        require(
+            !self.projection.timer_interval.is_zero(),
+            "projection.timer_interval",
+            "must be longer than zero".to_owned(),
+        );
+        require(
+            self.projection.guard_threshold >= 1,
+            "projection.guard_threshold",
             "must be at least 1".to_owned(),
         );
         require(

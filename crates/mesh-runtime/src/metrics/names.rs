@@ -170,6 +170,40 @@ pub const STAGE_TRANSFORM_ERRORS: MetricDef = MetricDef::counter(
     "Transform scripts that failed at run time (contribution skipped), by stage and rule.",
 );
 
+/// Export commands the provisioning agent answered, by target connector, operation and status
+/// (`applied`, `already_applied`, `retryable_failure`, `permanent_failure`).
+pub const PROVISIONING_EXPORTS: MetricDef = MetricDef::counter(
+    "mesh_provisioning_exports",
+    "Export commands applied to targets by the provisioning agent, by target connector, operation and status.",
+);
+
+/// Export commands the projection service issued, by target connector, operation and state
+/// (`queued`, or `held` by the mass-deletion guard).
+pub const PROJECTION_EXPORTS: MetricDef = MetricDef::counter(
+    "mesh_projection_exports",
+    "Export commands issued by the projection service, by target connector, operation and state (queued or held).",
+);
+
+/// Export results the projection service recorded, by target connector and outcome
+/// (`confirmed`, `retry`, `failed`, `stale`).
+pub const PROJECTION_RESULTS: MetricDef = MetricDef::counter(
+    "mesh_projection_results",
+    "Export results recorded by the projection service, by target connector and outcome (confirmed, retry, failed, stale).",
+);
+
+/// Open export commands, by target connector and state (`queued`, `held`, `sent`).
+pub const PROJECTION_EXPORTS_OPEN: MetricDef = MetricDef::gauge(
+    "mesh_projection_exports_open",
+    "Export commands not yet confirmed or failed, by target connector and state (queued, held, sent).",
+);
+
+/// Deprovisions the mass-deletion guard holds, by target connector (above 0: waiting for
+/// `meshctl exports approve`).
+pub const PROJECTION_EXPORTS_HELD: MetricDef = MetricDef::gauge(
+    "mesh_projection_exports_held",
+    "Deprovisions the mass-deletion guard holds until `meshctl exports approve`, by target connector.",
+);
+
 /// Every metric declared here, for docs and uniqueness checks.
 pub const ALL: &[MetricDef] = &[
     BUS_MESSAGES_CONSUMED,
@@ -187,6 +221,11 @@ pub const ALL: &[MetricDef] = &[
     STAGE_EVENTS,
     STAGE_OUTCOMES,
     STAGE_TRANSFORM_ERRORS,
+    PROJECTION_EXPORTS,
+    PROJECTION_RESULTS,
+    PROJECTION_EXPORTS_OPEN,
+    PROJECTION_EXPORTS_HELD,
+    PROVISIONING_EXPORTS,
 ];
 
 /// Buckets for [`BUS_BATCH_SIZE`]: powers of two up to 1024.

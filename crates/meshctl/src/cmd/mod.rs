@@ -2,6 +2,7 @@
 //! function returning the process exit status; add a group by adding a variant here.
 
 pub mod bench;
+pub mod exports;
 pub mod expr;
 pub mod import;
 pub mod rules;
@@ -24,6 +25,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Upload an HR extract to the connector agent: diff, then joiners, movers, leavers.
     Import(import::ImportArgs),
+    /// List export commands by target and state; approve what the mass-deletion guard holds.
+    Exports(exports::ExportsArgs),
     /// Measure a running mesh (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -37,5 +40,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(args),
         Command::Import(args) => import::run(args),
         Command::Bench(command) => bench::run(command),
+        Command::Exports(args) => exports::run(args),
     }
 }

@@ -32,6 +32,20 @@ pub const STAGES: [&str; 3] = [
     consumers::CORRELATION_REJOIN,
 ];
 
+/// The consumers of the projection service, waited for by [`Mesh::wait_quiet`] while it runs.
+pub const PROJECTION_STAGES: [&str; 2] = [consumers::PROJECTION, consumers::PROJECTION_RESULTS];
+
+/// Projection settings for tests: quick retries and timer, a small default guard.
+pub fn projection_settings(rules: &RuleSet) -> projection::ProjectionSettings {
+    let config = mesh_runtime::config::MeshConfig::default();
+    let mut settings = projection::ProjectionSettings::new(&config.projection, rules).unwrap();
+    settings.max_attempts = 3;
+    settings.retry_initial = Duration::from_millis(100);
+    settings.retry_max = Duration::from_millis(400);
+    settings.timer_interval = Duration::from_millis(100);
+    settings
+}
+
 /// How long JetStream waits for an ack in these tests: short, so a killed service's batch
 /// comes back quickly.
 pub const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -141,6 +155,18 @@ impl Mesh {
                         .await
                         .map_err(|e| e.to_string())
                 }
+                "projection" => projection::run_with_rules(
+                    rules.clone(),
+                    Arc::new(projection_settings(&rules)),
+                    &bus,
+                    pool,
+                    &metrics,
+                    &topology,
+                    &settings(),
+                    stop,
+                )
+                .await
+                .map_err(|e| e.to_string()),
                 other => Err(format!("no service {other}")),
             };
             if let Err(error) = result {
@@ -267,7 +293,9 @@ impl Mesh {
             // A batch is acked at commit and its outputs published from the outbox after, so
             // quiet means drained consumers and an empty outbox.
             let mut quiet = self.outbox_is_empty().await;
-            for stage in STAGES {
+            let projecting = self.running.contains_key("projection");
+            let extra: &[&str] = if projecting { &PROJECTION_STAGES } else { &[] };
+            for stage in STAGES.iter().chain(extra) {
                 quiet = quiet && self.stage_is_quiet(stage).await;
             }
             quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };

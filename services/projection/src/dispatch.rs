@@ -1,0 +1,286 @@
+//! The dispatcher (due exports -> MESH_EXPORTS) and the grace timer (due deletions).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use mesh_bus::{BusError, Outgoing, Publisher};
+use mesh_model::ExportCommand;
+use mesh_proto::WireEvent;
+use mesh_store::StoreError;
+use mesh_store::projection::{self, NOTIFY_CHANNEL};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::handler::{ProjectionHandler, Reason};
+use crate::{OpenLabels, ProjectionMetrics, TargetLabels};
+
+/// Commands sent per transaction.
+const DISPATCH_BATCH: i64 = 256;
+/// Mesh objects the grace timer projects per transaction.
+const TIMER_BATCH: i64 = 256;
+
+/// Why a dispatch pass failed (it is retried at the next wake-up).
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Publishing failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// A stored command does not decode.
+    #[error("stored export command {seq} does not decode: {reason}")]
+    Malformed {
+        /// Its row.
+        seq: i64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Sends due export commands.
+#[derive(Debug)]
+pub struct Dispatcher {
+    pool: PgPool,
+    publisher: Publisher,
+    metrics: ProjectionMetrics,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A dispatcher woken by `wake`.
+    pub fn new(
+        pool: PgPool,
+        publisher: Publisher,
+        metrics: ProjectionMetrics,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            publisher,
+            metrics,
+            wake,
+        }
+    }
+
+    /// Sends due commands whenever woken (by a commit, a PostgreSQL notification on
+    /// `mesh_exports`, or every `interval`) until `shutdown`.
+    pub async fn run(
+        &self,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut listener = self.listen().await;
+        let mut gauges_at = tokio::time::Instant::now();
+        loop {
+            loop {
+                match dispatch_due(&self.pool, &self.publisher).await {
+                    Ok(sent) if sent < DISPATCH_BATCH as usize => break,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error, "dispatching exports failed; retrying at the next wake-up");
+                        break;
+                    }
+                }
+            }
+            if gauges_at.elapsed() >= interval {
+                gauges_at = tokio::time::Instant::now();
+                if let Err(error) = self.refresh_gauges().await {
+                    tracing::debug!(error = %error, "export gauges not refreshed");
+                }
+            }
+            let next = self.next_wait(interval).await;
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(next) => {}
+                notified = recv(&mut listener) => {
+                    if notified.is_err() {
+                        listener = None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let listener = async {
+            let mut listener = PgListener::connect_with(&self.pool).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        match listener {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for export approvals; polling instead");
+                None
+            }
+        }
+    }
+
+    /// Until the next queued command is due, at most `interval`.
+    async fn next_wait(&self, interval: Duration) -> Duration {
+        match projection::next_due(&self.pool).await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(interval),
+            _ => interval,
+        }
+    }
+
+    async fn refresh_gauges(&self) -> Result<(), StoreError> {
+        let counts = projection::counts(&self.pool, true).await?;
+        self.metrics.open.clear();
+        self.metrics.guard_held.clear();
+        for ((target, state), n) in counts {
+            if state == projection::ExportState::Held {
+                self.metrics
+                    .guard_held
+                    .get_or_create(&TargetLabels {
+                        target_connector: target.clone(),
+                    })
+                    .set(n);
+            }
+            self.metrics
+                .open
+                .get_or_create(&OpenLabels {
+                    target_connector: target,
+                    state: state.as_str().to_owned(),
+                })
+                .set(n);
+        }
+        Ok(())
+    }
+}
+
+/// Waits for a notification; never returns without a listener.
+async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(l) => l.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one batch of due commands and marks them sent; returns how many were sent.
+///
+/// A command is sent with attempt `attempts + 1` and the target object id learned since it
+/// was issued; its message id is `<idempotency key>/<attempt>`, so a crash between publish
+/// and commit re-sends the same message, which JetStream (and the agent's record of applied
+/// keys) drops.
+pub async fn dispatch_due(pool: &PgPool, publisher: &Publisher) -> Result<usize, DispatchError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(StoreError::query("dispatching exports"))?;
+    let due = projection::lock_due(&mut tx, DISPATCH_BATCH).await?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut messages = Vec::with_capacity(due.len());
+    for export in &due {
+        let mut command =
+            ExportCommand::from_wire(&export.command).map_err(|e| DispatchError::Malformed {
+                seq: export.seq,
+                reason: e.to_string(),
+            })?;
+        command.attempt = export.attempts + 1;
+        if command.target_object_id.is_none() {
+            command
+                .target_object_id
+                .clone_from(&export.target_object_id);
+        }
+        let span = tracing::info_span!(
+            "export send",
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation = "publish",
+            messaging.destination.name = %format!("mesh.export.{}", command.target),
+            idempotency_key = %command.idempotency_key,
+            attempt = command.attempt,
+        );
+        if let Some(parent) = &export.traceparent {
+            let carrier = HashMap::from([("traceparent".to_owned(), parent.clone())]);
+            let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
+        }
+        let mut message = Outgoing::event(
+            format!("mesh.export.{}", command.target),
+            format!("{}/{}", command.idempotency_key, command.attempt),
+            command,
+        );
+        message.span = span;
+        messages.push(message);
+    }
+    publisher.publish_all(messages).await?;
+    let seqs: Vec<i64> = due.iter().map(|e| e.seq).collect();
+    projection::mark_sent(&mut tx, &seqs).await?;
+    tx.commit()
+        .await
+        .map_err(StoreError::query("dispatching exports"))?;
+    Ok(due.len())
+}
+
+/// Projects again, at the wall clock, mesh objects whose grace period ended; returns how many.
+pub async fn project_due_deletions(
+    handler: &ProjectionHandler,
+) -> Result<usize, mesh_bus::HandlerError> {
+    let now = Utc::now();
+    let due = projection::due_deletions(handler.stage().pool(), now, TIMER_BATCH)
+        .await
+        .map_err(mesh_stage::store_error)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let objects: BTreeMap<_, _> = due
+        .iter()
+        .map(|id| {
+            (
+                *id,
+                Reason {
+                    // The timer's own event: derived from the mesh object and the instant, so
+                    // the audit rows of one pass share it.
+                    cause: mesh_model::EventId::derive(
+                        "grace-timer",
+                        format!("{id}/{}", now.timestamp_millis()).as_bytes(),
+                    ),
+                    now,
+                    again: true,
+                },
+            )
+        })
+        .collect();
+    let mut tx = handler.stage().begin_without_inbox().await?;
+    let entries = handler.project_objects(&mut tx, &objects).await?;
+    handler.stage().commit(tx, &entries, Vec::new()).await?;
+    handler.wake();
+    Ok(due.len())
+}
+
+/// Runs [`project_due_deletions`] every `interval` until `shutdown`.
+pub(crate) async fn grace_timer(
+    handler: &ProjectionHandler,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        loop {
+            match project_due_deletions(handler).await {
+                Ok(n) if n < TIMER_BATCH as usize => break,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "grace timer pass failed; retrying");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
