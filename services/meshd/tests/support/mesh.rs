@@ -64,6 +64,11 @@ pub struct Mesh {
     pub rules: Arc<RuleSet>,
     pub rules_path: PathBuf,
     pub topology: Topology,
+    /// The environment the provisioning agent reads target secrets from (`passwordEnv`,
+    /// `tokenEnv`), instead of the process's.
+    pub target_env: BTreeMap<String, String>,
+    /// The projection service's `max_attempts` in this mesh.
+    pub max_attempts: u32,
     running: BTreeMap<&'static str, Running>,
     _rules_dir: Option<tempfile::TempDir>,
 }
@@ -116,6 +121,8 @@ impl Mesh {
             rules,
             rules_path,
             topology,
+            target_env: BTreeMap::new(),
+            max_attempts: 3,
             running: BTreeMap::new(),
             _rules_dir: dir,
         }
@@ -135,6 +142,8 @@ impl Mesh {
             self.pool.clone(),
             self.topology.clone(),
         );
+        let env = self.target_env.clone();
+        let max_attempts = self.max_attempts;
         let stop = token.clone();
         let task = tokio::spawn(async move {
             let metrics = MetricsRegistry::new();
@@ -157,7 +166,10 @@ impl Mesh {
                 }
                 "projection" => projection::run_with_rules(
                     rules.clone(),
-                    Arc::new(projection_settings(&rules)),
+                    Arc::new(projection::ProjectionSettings {
+                        max_attempts,
+                        ..projection_settings(&rules)
+                    }),
                     &bus,
                     pool,
                     &metrics,
@@ -167,6 +179,24 @@ impl Mesh {
                 )
                 .await
                 .map_err(|e| e.to_string()),
+                "provisioning-agent" => {
+                    let targets =
+                        provisioning_agent::target::Targets::from_rules_with_env(&rules, &|name| {
+                            env.get(name).cloned()
+                        })
+                        .unwrap();
+                    provisioning_agent::run_with_targets(
+                        Arc::new(targets),
+                        &bus,
+                        pool,
+                        &metrics,
+                        &topology,
+                        &settings(),
+                        stop,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+                }
                 other => Err(format!("no service {other}")),
             };
             if let Err(error) = result {
@@ -293,9 +323,14 @@ impl Mesh {
             // A batch is acked at commit and its outputs published from the outbox after, so
             // quiet means drained consumers and an empty outbox.
             let mut quiet = self.outbox_is_empty().await;
-            let projecting = self.running.contains_key("projection");
-            let extra: &[&str] = if projecting { &PROJECTION_STAGES } else { &[] };
-            for stage in STAGES.iter().chain(extra) {
+            let mut extra: Vec<&str> = Vec::new();
+            if self.running.contains_key("projection") {
+                extra.extend(PROJECTION_STAGES);
+            }
+            if self.running.contains_key("provisioning-agent") {
+                extra.push(consumers::PROVISIONING);
+            }
+            for stage in STAGES.iter().chain(&extra) {
                 quiet = quiet && self.stage_is_quiet(stage).await;
             }
             quiet_rounds = if quiet { quiet_rounds + 1 } else { 0 };

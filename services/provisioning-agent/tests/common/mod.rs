@@ -141,6 +141,12 @@ pub struct ScimServer {
 impl ScimServer {
     /// Starts the agent on its own nats-server and database.
     pub async fn start() -> Self {
+        Self::start_owned(0).await
+    }
+
+    /// Starts the agent on its own nats-server and database, listening on `port` (0: any),
+    /// so that a target configured with that port before can find it "back up".
+    pub async fn start_owned(port: u16) -> Self {
         let nats = NatsServer::start().await.unwrap();
         let db = TestDatabase::create().await.unwrap();
         let pool = db.pool().await.unwrap();
@@ -155,7 +161,7 @@ impl ScimServer {
             .ensure(bus.jetstream())
             .await
             .unwrap();
-        let mut server = Self::start_on(&bus, pool).await;
+        let mut server = Self::start_on_port(&bus, pool, port).await;
         server.owned = Some((nats, db));
         server
     }
@@ -163,6 +169,10 @@ impl ScimServer {
     /// Starts the agent on `bus` and a migrated database (its change events go to the bus's
     /// MESH_CHANGES, which nothing reads in these tests).
     pub async fn start_on(bus: &Bus, pool: sqlx::PgPool) -> Self {
+        Self::start_on_port(bus, pool, 0).await
+    }
+
+    async fn start_on_port(bus: &Bus, pool: sqlx::PgPool, port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mesh.toml");
         let mut file = std::fs::File::create(&path).unwrap();
@@ -170,7 +180,7 @@ impl ScimServer {
             file,
             r#"
 [connector_agent]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{port}"
 
 [[connector_agent.scim]]
 connector = "{SCIM_ENDPOINT}"
