@@ -171,10 +171,14 @@ impl Delivery {
                 )
             })
             .unwrap_or((0, 1, 0));
+        // Semantic conventions for messaging: the span lasts from receipt to the ack, so its
+        // operation is `process`; its parent is the producer's `mesh.publish` span.
         let span = tracing::info_span!(
             "mesh.consume",
             otel.kind = "consumer",
             messaging.system = "nats",
+            messaging.operation = "process",
+            "messaging.operation.type" = "process",
             messaging.destination.name = %message.subject,
             messaging.consumer.group.name = consumer,
             messaging.message.id = tracing::field::Empty,
@@ -532,6 +536,11 @@ impl<H: BatchHandler> Runner<'_, H> {
             consumer = %self.spec.durable,
             size = batch.len()
         );
+        // The batch may hold messages of many traces: it links to each message's span (as the
+        // messaging conventions do for batch processing) instead of joining one trace.
+        for delivery in &batch {
+            span.follows_from(delivery.span());
+        }
         let mut result = self.call_handler(&batch).instrument(span.clone()).await;
         // A failing dependency is retried in place, holding the batch (and telling JetStream
         // it is in progress): naking it would let the messages behind it overtake it.

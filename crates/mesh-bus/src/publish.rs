@@ -1,9 +1,15 @@
 //! Publishing mesh messages with their headers, and waiting until the stream has them.
+//!
+//! Every message is published under its own `mesh.publish` span (kind producer, OpenTelemetry
+//! messaging attributes), a child of [`Outgoing::span`] that lasts until the stream
+//! acknowledged it; the message carries that span's context, so the consumer's `mesh.consume`
+//! span is its child and one change stays one trace across the stages.
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::stream::{FuturesOrdered, StreamExt};
+use tracing::Instrument;
 
 use crate::metrics::{BusMetrics, StreamLabels};
 use crate::{BusError, headers};
@@ -20,7 +26,8 @@ pub struct Outgoing {
     pub schema: String,
     /// The encoded payload.
     pub payload: Bytes,
-    /// The span whose trace context the message carries; the consumer's span becomes its child.
+    /// The span the message is published from: the parent of its `mesh.publish` span, whose
+    /// trace context the message carries.
     pub span: tracing::Span,
 }
 
@@ -73,11 +80,28 @@ impl Outgoing {
         }
     }
 
-    fn headers(&self) -> HeaderMap {
+    /// The producer span of publishing this message, a child of [`Outgoing::span`] (a root
+    /// when that span is not traced, e.g. an outbox row left by a crash).
+    fn publish_span(&self) -> tracing::Span {
+        tracing::info_span!(
+            parent: &self.span,
+            "mesh.publish",
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "nats",
+            messaging.operation = "publish",
+            "messaging.operation.type" = "send",
+            messaging.destination.name = %self.subject,
+            messaging.message.id = %self.msg_id,
+            messaging.message.body.size = self.payload.len(),
+        )
+    }
+
+    fn headers(&self, publish_span: &tracing::Span) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(headers::MSG_ID, self.msg_id.as_str());
         headers.insert(headers::SCHEMA, self.schema.as_str());
-        headers::inject_trace_context(&self.span, &mut headers);
+        headers::inject_trace_context(publish_span, &mut headers);
         headers
     }
 }
@@ -112,20 +136,33 @@ impl Publisher {
     ) -> Result<Vec<bool>, BusError> {
         let mut pending = FuturesOrdered::new();
         for message in messages {
+            let span = message.publish_span();
             let publish = PublishMessage::build()
-                .headers(message.headers())
+                .headers(message.headers(&span))
                 .payload(message.payload.clone());
-            let ack = self
+            let ack = match self
                 .jetstream
                 .send_publish(message.subject.clone(), publish)
+                .instrument(span.clone())
                 .await
-                .map_err(|source| BusError::Publish {
-                    subject: message.subject.clone(),
-                    source,
-                })?;
+            {
+                Ok(ack) => ack,
+                Err(source) => {
+                    span.record("otel.status_code", "ERROR");
+                    return Err(BusError::Publish {
+                        subject: message.subject.clone(),
+                        source,
+                    });
+                }
+            };
             let published = &self.metrics.published;
+            // The span ends when the stream acknowledged the message.
             pending.push_back(async move {
-                ack.await
+                let acked = ack.await;
+                if acked.is_err() {
+                    span.record("otel.status_code", "ERROR");
+                }
+                acked
                     .map(|ack| {
                         published
                             .get_or_create(&StreamLabels { stream: ack.stream })

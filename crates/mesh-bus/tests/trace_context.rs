@@ -1,4 +1,5 @@
-//! The trace context a publisher sets is the parent of the consumer's span.
+//! The trace context a publisher sets is the parent of the consumer's span, through the bus's
+//! `mesh.publish` producer span, and both spans carry the messaging semantic conventions.
 
 mod common;
 
@@ -6,7 +7,7 @@ use std::time::Duration;
 
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing, run_consumer};
 use mesh_testkit::NatsServer;
-use opentelemetry::trace::SpanId;
+use opentelemetry::trace::{SpanId, SpanKind};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -83,14 +84,36 @@ async fn publisher_span_parents_the_consumer_span() {
         .iter()
         .find(|s| s.name == "producer.publish")
         .expect("producer span");
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "mesh.publish")
+        .expect("publish span");
     let consume = spans
         .iter()
         .find(|s| s.name == "mesh.consume")
         .expect("consumer span");
-    assert_eq!(
-        consume.span_context.trace_id(),
-        producer.span_context.trace_id()
-    );
-    assert_eq!(consume.parent_span_id, producer.span_context.span_id());
+    let trace = producer.span_context.trace_id();
+    assert_eq!(publish.span_context.trace_id(), trace);
+    assert_eq!(consume.span_context.trace_id(), trace);
+    assert_eq!(publish.parent_span_id, producer.span_context.span_id());
+    assert_eq!(consume.parent_span_id, publish.span_context.span_id());
     assert_ne!(consume.parent_span_id, SpanId::INVALID);
+
+    assert_eq!(publish.span_kind, SpanKind::Producer);
+    assert_eq!(consume.span_kind, SpanKind::Consumer);
+    for (span, operation) in [(publish, "publish"), (consume, "process")] {
+        let attribute = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(attribute("messaging.system").as_deref(), Some("nats"));
+        assert_eq!(
+            attribute("messaging.destination.name").as_deref(),
+            Some("test.trace")
+        );
+        assert_eq!(attribute("messaging.operation").as_deref(), Some(operation));
+        assert_eq!(attribute("messaging.message.id").as_deref(), Some("t-1"));
+    }
 }

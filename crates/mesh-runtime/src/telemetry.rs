@@ -219,6 +219,14 @@ pub fn inject_context(span: &tracing::Span, carrier: &mut dyn Injector) {
     }
 }
 
+/// Returns `span`'s W3C `traceparent`, to store with work that continues the trace later (an
+/// outbox row, a queued export); None when the span has no OpenTelemetry context.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let mut carrier: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    inject_context(span, &mut carrier);
+    carrier.remove("traceparent")
+}
+
 /// Makes the W3C context in `carrier` the parent of `span`. Call before the span is entered.
 ///
 /// Returns `Ok(())` without change when the carrier holds no valid context; an error when the

@@ -66,15 +66,19 @@ pub struct OutboxRow {
     pub subject: String,
     /// The protobuf `ChangeEvent`.
     pub payload: Vec<u8>,
+    /// The W3C traceparent of the request or import that made the change; the relay publishes
+    /// the event in that trace.
+    pub traceparent: Option<String>,
 }
 
 impl OutboxRow {
-    /// Encodes `event` for the outbox.
+    /// Encodes `event` for the outbox, in the trace of the current span.
     pub fn new(event: ChangeEvent) -> Self {
         Self {
             msg_id: event.event_id.to_string(),
             subject: subject(&event.object.connector),
             payload: event.into_wire(),
+            traceparent: mesh_runtime::telemetry::traceparent(&tracing::Span::current()),
         }
     }
 }
@@ -87,14 +91,16 @@ pub async fn insert_outbox(conn: &mut PgConnection, rows: &[OutboxRow]) -> Resul
     let msg_ids: Vec<&str> = rows.iter().map(|r| r.msg_id.as_str()).collect();
     let subjects: Vec<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
     let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
+    let traceparents: Vec<Option<&str>> = rows.iter().map(|r| r.traceparent.as_deref()).collect();
     sqlx::query(
-        "INSERT INTO connector_outbox (msg_id, subject, payload) \
-         SELECT m, s, p FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS t(m, s, p, n) \
-         ORDER BY n",
+        "INSERT INTO connector_outbox (msg_id, subject, payload, traceparent) \
+         SELECT m, s, p, t FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) \
+         WITH ORDINALITY AS u(m, s, p, t, n) ORDER BY n",
     )
     .bind(&msg_ids)
     .bind(&subjects)
     .bind(&payloads)
+    .bind(&traceparents)
     .execute(conn)
     .await?;
     Ok(())

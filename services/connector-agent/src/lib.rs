@@ -17,6 +17,10 @@
 //! in tests); [`Agent::run_until_stopped`] serves SCIM and uploads, runs the relay and the
 //! drop-directory watchers, and on shutdown stops accepting, lets in-flight requests finish
 //! and drains the outbox. docs/connector-agent.md and docs/scim.md describe the behaviour.
+//!
+//! Tracing: each request runs in an `http.request` server span ([`trace_request`]), which
+//! continues the caller's W3C `traceparent` when it sends one; the outbox rows a request writes
+//! keep that span's context, so the relay publishes the change in the request's trace.
 
 pub mod events;
 pub mod hr;
@@ -24,16 +28,21 @@ pub mod outbox;
 pub mod scim;
 pub mod settings;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use mesh_bus::Bus;
 use mesh_runtime::config::{ConnectorAgentConfig, MeshConfig};
 use mesh_runtime::metrics::MetricsRegistry;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::outbox::Relay;
 use crate::scim::ScimState;
@@ -103,7 +112,8 @@ impl Agent {
         );
         let router = scim::router(scim_state)
             .merge(hr::upload::router(uploads))
-            .layer(axum::middleware::map_response(scim::scim_error_bodies));
+            .layer(axum::middleware::map_response(scim::scim_error_bodies))
+            .layer(axum::middleware::from_fn(trace_request));
         let watchers = settings
             .hr
             .iter()
@@ -158,6 +168,43 @@ impl Agent {
         tracing::info!("connector agent stopped");
         served
     }
+}
+
+/// Serves `request` in an `http.request` span (kind server, HTTP semantic-convention
+/// attributes) whose parent is the caller's W3C trace context, if it sent one.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.kind = "server",
+        otel.name = %match &route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_string(),
+        },
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = route.as_deref(),
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| {
+            let value = request.headers().get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect();
+    let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
 }
 
 /// Runs the connector agent of `config` until `shutdown` (the `meshd run connector-agent`

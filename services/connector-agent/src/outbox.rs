@@ -6,7 +6,12 @@
 //! replicas (a transaction-scoped advisory lock), so events of one object keep their order.
 //! While NATS is down rows wait and the relay retries with backoff; a publish whose mark was
 //! lost is repeated with the same `Nats-Msg-Id`, which JetStream drops as a duplicate.
+//!
+//! A row keeps the W3C traceparent of the request or import that wrote it, and the relay
+//! publishes it from an `outbox relay` span continuing that trace, so that the SCIM request
+//! and the stages after it are one trace although the publish happens in another task.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +39,9 @@ pub enum RelayError {
     #[error("publishing outbox rows failed")]
     Publish(#[from] mesh_bus::BusError),
 }
+
+/// An unpublished outbox row: seq, msg_id, subject, payload, traceparent.
+type PendingRow = (i64, String, String, Vec<u8>, Option<String>);
 
 /// Wakes the relay after a commit.
 #[derive(Debug, Clone, Default)]
@@ -105,8 +113,8 @@ impl Relay {
             // Another replica is publishing; it will take these rows too.
             return Ok(0);
         }
-        let rows: Vec<(i64, String, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, msg_id, subject, payload FROM connector_outbox \
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT seq, msg_id, subject, payload, traceparent FROM connector_outbox \
              WHERE published_at IS NULL ORDER BY seq LIMIT $1",
         )
         .bind(self.batch)
@@ -117,9 +125,19 @@ impl Relay {
             return Ok(0);
         }
         let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let messages = rows.into_iter().map(|(_, msg_id, subject, payload)| {
-            Outgoing::encode_raw(subject, msg_id, mesh_model_schema(), payload)
-        });
+        let messages = rows
+            .into_iter()
+            .map(|(seq, msg_id, subject, payload, traceparent)| {
+                let span = tracing::info_span!("outbox relay", outbox.seq = seq);
+                if let Some(parent) = traceparent {
+                    let carrier = HashMap::from([("traceparent".to_owned(), parent)]);
+                    let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
+                }
+                let mut message =
+                    Outgoing::encode_raw(subject, msg_id, mesh_model_schema(), payload);
+                message.span = span;
+                message
+            });
         self.publisher.publish_all(messages).await?;
         sqlx::query("UPDATE connector_outbox SET published_at = now() WHERE seq = ANY($1)")
             .bind(&seqs)

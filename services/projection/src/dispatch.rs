@@ -195,12 +195,11 @@ pub async fn dispatch_due(pool: &PgPool, publisher: &Publisher) -> Result<usize,
                 .target_object_id
                 .clone_from(&export.target_object_id);
         }
+        // Continues the trace of the change that issued the command; the bus publishes the
+        // command under a `mesh.publish` producer span, a child of this one.
         let span = tracing::info_span!(
             "export send",
-            otel.kind = "producer",
-            messaging.system = "nats",
-            messaging.operation = "publish",
-            messaging.destination.name = %format!("mesh.export.{}", command.target),
+            target_connector = %command.target,
             idempotency_key = %command.idempotency_key,
             attempt = command.attempt,
         );
@@ -250,6 +249,8 @@ pub async fn project_due_deletions(
                     ),
                     now,
                     again: true,
+                    // A deletion that falls due starts no trace of its own.
+                    traceparent: None,
                 },
             )
         })

@@ -28,7 +28,7 @@ pub struct ProjectionHandler {
 }
 
 /// Why a mesh object is projected.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Reason {
     /// The event the commands name as their cause.
     pub cause: EventId,
@@ -36,6 +36,9 @@ pub(crate) struct Reason {
     pub now: DateTime<Utc>,
     /// Project even when the version was projected before (the grace timer).
     pub again: bool,
+    /// The W3C traceparent of the change's `mesh.consume` span, stored with the export
+    /// commands so that sending them continues the change's trace.
+    pub traceparent: Option<String>,
 }
 
 impl ProjectionHandler {
@@ -80,9 +83,9 @@ impl ProjectionHandler {
             .map_err(store_error)?;
         let mut targets = projection::targets(conn, &ids).await.map_err(store_error)?;
 
-        let traceparent = current_traceparent();
         let mut entries = Vec::new();
         let mut exports = Vec::new();
+        let mut traceparents = Vec::new();
         let mut target_changes = Vec::new();
         let mut versions = Vec::new();
         for (id, reason) in objects {
@@ -139,6 +142,7 @@ impl ProjectionHandler {
                 });
             for command in outcome.commands {
                 exports.push(command);
+                traceparents.push(reason.traceparent.clone());
             }
             for (target, state) in outcome.targets {
                 target_changes.push((*id, target, state));
@@ -159,18 +163,21 @@ impl ProjectionHandler {
             .zip(&states)
             .zip(encoded)
             .zip(&keys)
-            .map(|(((command, state), bytes), key)| NewExport {
-                idempotency_key: key,
-                mesh_object: command.mesh_object,
-                target: command.target.as_str(),
-                operation: command.operation,
-                mesh_object_version: command.mesh_object_version,
-                rule: command.rule.as_str(),
-                command: bytes,
-                state: *state,
-                issued_at: command.issued_at,
-                traceparent: traceparent.clone(),
-            })
+            .zip(traceparents)
+            .map(
+                |((((command, state), bytes), key), traceparent)| NewExport {
+                    idempotency_key: key,
+                    mesh_object: command.mesh_object,
+                    target: command.target.as_str(),
+                    operation: command.operation,
+                    mesh_object_version: command.mesh_object_version,
+                    rule: command.rule.as_str(),
+                    command: bytes,
+                    state: *state,
+                    issued_at: command.issued_at,
+                    traceparent,
+                },
+            )
             .collect();
         for (command, state) in exports.iter().zip(&states) {
             self.metrics.issued(
@@ -278,13 +285,6 @@ impl ProjectionHandler {
     }
 }
 
-/// The W3C traceparent of the current span, if it is being traced.
-fn current_traceparent() -> Option<String> {
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    mesh_runtime::telemetry::inject_context(&tracing::Span::current(), &mut carrier);
-    carrier.remove("traceparent")
-}
-
 impl BatchHandler for ProjectionHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
         let mut changes = Vec::with_capacity(batch.len());
@@ -306,6 +306,7 @@ impl BatchHandler for ProjectionHandler {
                     cause: change.event_id,
                     now: change.occurred_at,
                     again: false,
+                    traceparent: mesh_runtime::telemetry::traceparent(delivery.span()),
                 },
             );
         }

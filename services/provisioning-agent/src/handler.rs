@@ -23,6 +23,7 @@ use mesh_model::{ConnectorId, EventId, ExportCommand, ExportResult, ExportStatus
 use mesh_stage::{Stage, store_error};
 use mesh_store::audit::AuditEntry;
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::metrics::ExportMetrics;
@@ -91,6 +92,7 @@ impl ProvisioningHandler {
         &self,
         group: &Group,
         commands: &[ExportCommand],
+        deliveries: &[&Delivery],
         applied: &HashMap<String, AppliedRow>,
         known: Option<String>,
         deadline: Instant,
@@ -119,7 +121,19 @@ impl ProvisioningHandler {
                 ));
                 continue;
             }
-            let outcome = self.apply_one(command, known.as_deref(), deadline).await;
+            // The target write, in the trace of the command's message.
+            let span = tracing::info_span!(
+                parent: deliveries.get(index).and_then(|d| d.span().id()),
+                "export apply",
+                target_connector = %command.target,
+                operation = command.operation.as_str(),
+                status = tracing::field::Empty,
+            );
+            let outcome = self
+                .apply_one(command, known.as_deref(), deadline)
+                .instrument(span.clone())
+                .await;
+            span.record("status", status_name(outcome.status()));
             if outcome.succeeded() {
                 earlier.insert(key, outcome.target_object_id().map(str::to_owned));
                 if command.operation == mesh_model::ExportOperation::Delete {
@@ -237,7 +251,8 @@ impl BatchHandler for ProvisioningHandler {
                 let known = objects
                     .get(&(group.target.to_string(), group.mesh_object.as_uuid()))
                     .cloned();
-                let applied = self.apply_group(group, &commands, &applied, known, deadline);
+                let applied =
+                    self.apply_group(group, &commands, &deliveries, &applied, known, deadline);
                 async move { (group, applied.await) }
             })
             .collect();
