@@ -342,7 +342,12 @@ async fn joiner_mover_and_leaver_become_the_rules_commands_and_the_grace_timer_d
         expect(&[("directory", ExportOperation::Disable, 1)])
     );
     agent.apply_all(&left).await;
-    let deleted = agent.take(1, Duration::from_secs(10)).await;
+    // The deadline is stored, not held in memory: a projection service restarted within the
+    // grace period still deletes.
+    mesh.kill("projection");
+    mesh.run_in_process("projection");
+    // (Its consumers first wait out the dead instance's pulls; the timer does not.)
+    let deleted = agent.take(1, QUIET).await;
     assert_eq!(
         ops(&deleted),
         expect(&[("directory", ExportOperation::Delete, 1)])
