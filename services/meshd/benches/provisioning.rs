@@ -245,8 +245,11 @@ async fn run() {
     .await
     .unwrap();
     let scim = ScimServer::start().await;
-    let mut mesh =
-        Mesh::start_with_text(&rules(payroll.url(), &slapd.url(), &scim.base_url())).await;
+    let mut mesh = Mesh::start_with_text_and_ack_wait(
+        &rules(payroll.url(), &slapd.url(), &scim.base_url()),
+        Duration::from_secs(30),
+    )
+    .await;
     mesh.target_env.insert(
         "APP_DIRECTORY_PASSWORD".to_owned(),
         Slapd::ROOT_PASSWORD.to_owned(),

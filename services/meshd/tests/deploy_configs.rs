@@ -469,6 +469,23 @@ fn chart_values_match_the_schema() {
         ),
         ("adminPort", json!(70000)),
         ("secrets", json!({"postgresUrl": {"name": "x", "key": ""}})),
+        // NetworkPolicyEgressRules: `port` belongs in `ports`, protocols are Kubernetes'.
+        (
+            "networkPolicy",
+            json!({"egress": {"provisioningTargets": [{"to": [], "port": 443}]}}),
+        ),
+        (
+            "networkPolicy",
+            json!({"egress": {"provisioningTargets": [{"ports": [{"port": 636, "protocol": "LDAPS"}]}]}}),
+        ),
+        (
+            "networkPolicy",
+            json!({"egress": {"to": [{"to": [{"ipBlock": {"except": ["10.0.0.0/8"]}}]}]}}),
+        ),
+        (
+            "networkPolicy",
+            json!({"egress": {"provisioningTargets": {"scim": {"ports": [{"port": 443}]}}}}),
+        ),
     ];
     for (key, value) in bad {
         let mut values = chart_values(None);
@@ -478,6 +495,142 @@ fn chart_values_match_the_schema() {
             "the schema accepts {key}: {value}"
         );
     }
+}
+
+/// The example values.yaml gives in comments under `networkPolicy.egress.provisioningTargets`,
+/// uncommented: the lines after the key that start with `    #  `.
+fn provisioning_targets_example() -> Value {
+    let values = read(&format!("{CHART}/values.yaml"));
+    let mut lines = values
+        .lines()
+        .skip_while(|l| l.trim() != "provisioningTargets: []")
+        .skip(1)
+        .map_while(|l| l.strip_prefix("    #  "))
+        .peekable();
+    assert!(
+        lines.peek().is_some(),
+        "values.yaml has no commented example under networkPolicy.egress.provisioningTargets"
+    );
+    let example = lines.collect::<Vec<_>>().join("\n");
+    serde_saphyr::from_str(&example)
+        .unwrap_or_else(|e| panic!("the provisioningTargets example is not YAML: {e}\n{example}"))
+}
+
+#[test]
+fn provisioning_targets_example_is_valid_and_tested() {
+    // The documented example must be what the schema accepts, and the ci/ overlay (which
+    // chart-testing renders) carries the same rules, so both stay in step.
+    let example = provisioning_targets_example();
+    let rules = example
+        .as_array()
+        .expect("a list of NetworkPolicyEgressRules");
+    assert!(
+        rules.len() >= 3,
+        "the example shows SCIM, PostgreSQL and LDAP"
+    );
+    let ports: BTreeSet<u64> = rules
+        .iter()
+        .flat_map(|r| r["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    for port in [443, 5432, 389, 636] {
+        assert!(
+            ports.contains(&port),
+            "the example has no rule for port {port}"
+        );
+    }
+    let mut values = chart_values(None);
+    merge(
+        &mut values,
+        &json!({"networkPolicy": {"enabled": true, "egress": {"restrict": true,
+            "provisioningTargets": example.clone()}}}),
+    );
+    assert_eq!(schema_errors(&values), Vec::<String>::new());
+    let ci = chart_values(Some(&format!("{CHART}/ci/microservices-values.yaml")));
+    assert_eq!(
+        ci["networkPolicy"]["egress"]["provisioningTargets"], example,
+        "ci/microservices-values.yaml's provisioningTargets differ from values.yaml's example"
+    );
+    // The policy selects the pods that run the provisioning agent, by the component names the
+    // workloads helper gives them: the service's own name and the monolith's.
+    assert!(service_names().contains(&"provisioning-agent"));
+    let policy = read(&format!("{CHART}/templates/networkpolicy.yaml"));
+    assert!(
+        policy.contains(r#"(list "mesh" "provisioning-agent")"#)
+            && policy.contains(".Values.networkPolicy.egress.provisioningTargets"),
+        "networkpolicy.yaml no longer renders provisioningTargets for the provisioning agent's pods"
+    );
+}
+
+/// Follows `path` (`networkPolicy.egress.to`) through the schema; `Err` names the first key
+/// the schema does not declare where it declares the keys of a map.
+fn schema_declares(root_schema: &Value, path: &[&str]) -> Result<(), String> {
+    let mut node = root_schema;
+    for (i, key) in path.iter().enumerate() {
+        if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
+            let name = reference.strip_prefix("#/definitions/").unwrap();
+            node = &root_schema["definitions"][name];
+        }
+        match node.get("properties").and_then(|p| p.get(*key)) {
+            Some(next) => node = next,
+            None => match node.get("additionalProperties") {
+                Some(Value::Bool(false)) => return Err(path[..=i].join(".")),
+                Some(next @ Value::Object(_)) => node = next,
+                // A free-form object: anything below is the user's.
+                _ => return Ok(()),
+            },
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn template_value_paths_are_declared_in_the_schema() {
+    // A template reading a key the schema does not declare reads something no user can set
+    // (the schema refuses it): a typo, or a key added to the templates but not to the schema.
+    let schema: Value =
+        serde_json::from_str(&read(&format!("{CHART}/values.schema.json"))).unwrap();
+    let reference = regex::Regex::new(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)").unwrap();
+    let mut undeclared = BTreeSet::new();
+    let mut seen = 0;
+    for rel in files_under(&format!("{CHART}/templates"), &[".yaml", ".tpl", ".txt"]) {
+        for capture in reference.captures_iter(&read(&rel)) {
+            seen += 1;
+            let path: Vec<&str> = capture[1].trim_start_matches('.').split('.').collect();
+            if let Err(key) = schema_declares(&schema, &path) {
+                undeclared.insert(format!("{rel}: .Values.{key}"));
+            }
+        }
+    }
+    assert!(seen > 50, "found only {seen} .Values references");
+    assert_eq!(undeclared, BTreeSet::new());
+}
+
+#[test]
+fn every_alert_has_a_runbook() {
+    // docs/operations.md has a section per alert: what it means and what to do.
+    let runbooks = read("docs/operations.md");
+    let headings: BTreeSet<&str> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .map(|h| h.trim().trim_matches('`'))
+        .collect();
+    let mut missing = Vec::new();
+    for group in yaml("deploy/prometheus/alerts.yml")["groups"]
+        .as_array()
+        .unwrap()
+    {
+        for rule in group["rules"].as_array().unwrap() {
+            let name = rule["alert"].as_str().unwrap();
+            if !headings.contains(name) {
+                missing.push(name.to_owned());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/operations.md has no `### <alert>` section for {missing:?}"
+    );
 }
 
 // --- YAML, JSON, copies, metric names ------------------------------------------------------

@@ -46,6 +46,9 @@ pub struct ProvisioningHandler {
 /// One command's answer.
 struct Answer {
     outcome: Outcome,
+    /// When the target answered (the result's `completed_at`): a fast target's results do
+    /// not take the time of the slowest command in the batch.
+    finished: chrono::DateTime<Utc>,
     /// Answered from `provisioning_applied` (or an earlier copy in the batch).
     repeat: bool,
 }
@@ -116,6 +119,7 @@ impl ProvisioningHandler {
                     index,
                     Answer {
                         outcome: Outcome::AlreadyApplied { target_object_id },
+                        finished: Utc::now(),
                         repeat: true,
                     },
                 ));
@@ -148,6 +152,7 @@ impl ProvisioningHandler {
                 index,
                 Answer {
                     outcome,
+                    finished: Utc::now(),
                     repeat: false,
                 },
             ));
@@ -277,7 +282,6 @@ impl BatchHandler for ProvisioningHandler {
             }
         }
 
-        let completed_at = Utc::now();
         let mut records = Vec::new();
         let mut entries = Vec::with_capacity(commands.len());
         let mut outgoing = Vec::with_capacity(commands.len());
@@ -285,7 +289,12 @@ impl BatchHandler for ProvisioningHandler {
         for (index, ((command, delivery), answer)) in
             commands.iter().zip(&deliveries).zip(answers).enumerate()
         {
-            let Some(Answer { outcome, repeat }) = answer else {
+            let Some(Answer {
+                outcome,
+                finished: completed_at,
+                repeat,
+            }) = answer
+            else {
                 return Err(HandlerError::failed(format!(
                     "export command {} got no answer",
                     command.idempotency_key

@@ -87,18 +87,28 @@ pub fn settings() -> ConsumerSettings {
 impl Mesh {
     /// A mesh governed by the rules at `rules_path` (a file or directory).
     pub async fn start(rules_path: &Path) -> Self {
-        Self::start_with(rules_path.to_owned(), None).await
+        Self::start_with(rules_path.to_owned(), None, ACK_WAIT).await
     }
 
     /// A mesh governed by the rule text `rules`.
     pub async fn start_with_text(rules: &str) -> Self {
+        Self::start_with_text_and_ack_wait(rules, ACK_WAIT).await
+    }
+
+    /// A mesh governed by the rule text `rules` whose consumers wait `ack_wait` (benchmarks use
+    /// production's 30 s: the provisioning agent gives its targets half of it per batch).
+    pub async fn start_with_text_and_ack_wait(rules: &str, ack_wait: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.yaml");
         std::fs::write(&path, rules).unwrap();
-        Self::start_with(path, Some(dir)).await
+        Self::start_with(path, Some(dir), ack_wait).await
     }
 
-    async fn start_with(rules_path: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
+    async fn start_with(
+        rules_path: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        ack_wait: Duration,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,mesh_bus=info".to_owned()),
@@ -111,7 +121,7 @@ impl Mesh {
         let pool = db.pool().await.unwrap();
         mesh_store::migrate(&pool).await.unwrap();
         let bus = Bus::from_client(nats.connect().await.unwrap());
-        let topology = Topology::mesh().with_ack_wait(ACK_WAIT);
+        let topology = Topology::mesh().with_ack_wait(ack_wait);
         topology.ensure(bus.jetstream()).await.unwrap();
         Self {
             nats,
