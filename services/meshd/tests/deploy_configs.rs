@@ -12,7 +12,10 @@
 //!   service meshd can run has its compose container, Prometheus target and chart entry;
 //! - ports and probe paths agree with the config and the admin server's routes;
 //! - values.yaml (and each `ci/` file merged over it) validates against values.schema.json, and
-//!   bad values are refused;
+//!   bad values are refused; every `.Values` path a template reads is declared in the schema;
+//!   the commented `networkPolicy.egress.provisioningTargets` example validates and matches the
+//!   ci/ overlay's;
+//! - docs/operations.md has a runbook section for every alert;
 //! - every YAML and JSON file parses, the chart's copies of the alerts and the dashboard are
 //!   identical to deploy/'s, and every metric the dashboard and the alerts query is one meshd
 //!   exports or one in the documented contract of a service still to land.
