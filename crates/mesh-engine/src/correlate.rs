@@ -19,12 +19,12 @@
 use std::collections::BTreeSet;
 
 use mesh_model::{
-    AttributeName, Attributes, ChangeOperation, ConnectorObjectRef, JoinMethod, JoinState,
-    MeshObjectId, ObjectType, RuleName,
+    AttributeName, Attributes, ChangeOperation, ConnectorObjectRef, IdNamespace, JoinMethod,
+    JoinState, MeshObjectId, ObjectType, RuleName,
 };
 use serde::Serialize;
 
-use crate::port::{MeshDirectory, join_key};
+use crate::port::{MeshDirectory, join_key, join_key_ref};
 use crate::rules::RuleSet;
 use crate::trace::Trace;
 
@@ -90,7 +90,8 @@ pub fn mesh_object_id(object_type: &ObjectType, anchor: &str) -> MeshObjectId {
     name.extend_from_slice(object_type.as_str().as_bytes());
     name.push(0);
     name.extend_from_slice(anchor.as_bytes());
-    MeshObjectId::derive("identitymesh.io/mesh-object", &name)
+    const MESH_OBJECTS: IdNamespace = IdNamespace::new("identitymesh.io/mesh-object");
+    MeshObjectId::derive_in(MESH_OBJECTS, &name)
 }
 
 /// Returns the searches correlating `object` with `attributes` may run, in the order the
@@ -158,7 +159,7 @@ pub fn correlate(
         };
     }
 
-    let mut anchor: Option<(&crate::rules::JoinRule, String)> = None;
+    let mut anchor: Option<(&crate::rules::JoinRule, std::borrow::Cow<'_, str>)> = None;
     for rule in rules.join_rules(&object.connector) {
         if !rule.applies_to(&object.object_type) {
             continue;
@@ -166,7 +167,7 @@ pub fn correlate(
         let Some(key) = input
             .attributes
             .get(&rule.source_attribute)
-            .and_then(join_key)
+            .and_then(join_key_ref)
         else {
             trace.note(|| {
                 format!(
@@ -256,7 +257,7 @@ pub fn correlate(
             new_mesh_object: Some(NewMeshObject {
                 id,
                 object_type: object.object_type.clone(),
-                anchor: key,
+                anchor: key.into_owned(),
                 anchor_attribute: rule.target_attribute.clone(),
             }),
             trace,

@@ -120,7 +120,10 @@ pub struct TransformError {
 pub fn is_no_value(value: &Value) -> bool {
     match value {
         Value::Null => true,
-        Value::String(s) => s.trim().is_empty(),
+        // Most values start with a letter or a digit: no need to scan for whitespace.
+        Value::String(s) => {
+            !s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric) && s.trim().is_empty()
+        }
         _ => false,
     }
 }
@@ -147,12 +150,16 @@ pub fn flow(
     mut trace: Trace,
 ) -> FlowOutcome {
     let context = EvalContext::new(now);
-    let mut contributions = Vec::new();
+    let applicable = || {
+        rules
+            .inbound_flow_rules(&object.connector)
+            .iter()
+            .filter(|rule| rule.applies_to(&object.object_type))
+    };
+    // Sized up front: the contributions are kept for as long as the object is joined.
+    let mut contributions = Vec::with_capacity(applicable().count());
     let mut transform_errors = Vec::new();
-    for rule in rules.inbound_flow_rules(&object.connector) {
-        if !rule.applies_to(&object.object_type) {
-            continue;
-        }
+    for rule in applicable() {
         let value = match (&rule.transform, &rule.source_attribute) {
             (Some(script), _) => match script.program.eval(attributes, &context) {
                 Ok(value) => value,

@@ -37,10 +37,11 @@ pub use disconnectors::{RetryQuery, retry_queries};
 pub use flow::{Contribution, FlowOutcome, Source, TransformError, flow};
 pub use lifecycle::{LifecycleDecision, Link, lifecycle};
 pub use load::{LoadError, Problem, SourceFile, Validation, load, validate};
-pub use port::{DisconnectorDirectory, JoinLookups, MeshDirectory, join_key};
+pub use port::{DisconnectorDirectory, JoinLookups, MeshDirectory, join_key, join_key_ref};
 pub use project::{ProjectInput, Projection, TargetState, project};
 pub use resolve::{
-    Lineage, MeshObjectState, MeshObjectUpdate, Override, UpdateInput, update_mesh_object,
+    InPlaceUpdate, Lineage, MeshObjectState, MeshObjectUpdate, Override, UpdateInput,
+    UpdateSources, update_mesh_object, update_mesh_object_in_place,
 };
 pub use rules::RuleSet;
 pub use trace::Trace;

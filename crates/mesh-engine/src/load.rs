@@ -802,13 +802,14 @@ impl Loader {
                     .unwrap_or_default(),
             };
             for object_type in types {
-                rule_set
-                    .join_targets
-                    .entry((object_type, rule.target_attribute.key().to_owned()))
-                    .or_default()
-                    .push(rule.name.clone());
+                let targets = rule_set.join_targets.entry(object_type).or_default();
+                let folded = rule.target_attribute.key();
+                if !targets.iter().any(|t| t == folded) {
+                    targets.push(folded.to_owned());
+                }
             }
         }
+        rule_set.index();
         rule_set.version = fingerprint(sources);
 
         let mut problems = self.problems;

@@ -11,6 +11,7 @@
 //! an employee number imported as `1001` from JSON and as `"1001"` from CSV match. Join keys
 //! compare exactly (case-sensitively); see docs/engine.md.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::SecondsFormat;
@@ -48,13 +49,19 @@ pub trait DisconnectorDirectory {
 /// Returns the join key of a value: the text of a scalar; `None` for null, lists and empty
 /// text, which never join.
 pub fn join_key(value: &Value) -> Option<String> {
+    join_key_ref(value).map(Cow::into_owned)
+}
+
+/// Returns the join key of a value as [`join_key`] does, borrowing the text of a string
+/// rather than copying it.
+pub fn join_key_ref(value: &Value) -> Option<Cow<'_, str>> {
     let key = match value {
         Value::Null | Value::List(_) => return None,
-        Value::Bool(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Decimal(d) => d.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Timestamp(t) => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        Value::Bool(b) => Cow::Owned(b.to_string()),
+        Value::Integer(i) => Cow::Owned(i.to_string()),
+        Value::Decimal(d) => Cow::Owned(d.to_string()),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Timestamp(t) => Cow::Owned(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
     };
     (!key.is_empty()).then_some(key)
 }

@@ -15,6 +15,16 @@
 //! [`update_mesh_object`] is the whole flow stage for one mesh object: resolve, compose,
 //! lifecycle, diff against the previous state, bump the version and describe the change as a
 //! [`MeshObjectChanged`] with exactly the attributes that changed.
+//!
+//! **In place.** [`update_mesh_object_in_place`] does the same to a state it owns, and is what
+//! [`update_mesh_object`] runs on a copy. It writes only the values and lineage entries that
+//! change, recording each value it replaces the first time (its journal), so that the change
+//! is computed from those alone. A caller that knows which attributes' contributions changed
+//! (the simulator does) lets it revisit only those and the override and composer targets; a
+//! caller that kept the last composer contributions lets a composer whose inputs kept their
+//! values offer its previous value without being evaluated. Both shortcuts give exactly the
+//! outcome of resolving from scratch: `tests/resolution.rs` runs random histories through the
+//! three ways and the original algorithm.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -22,14 +32,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use mesh_expr::EvalContext;
 use mesh_model::{
-    AttributeChange, AttributeName, Attributes, Confidence, EventId, LifecycleState,
+    AttributeChange, AttributeName, Attributes, Confidence, EventId, IdNamespace, LifecycleState,
     MeshObjectChanged, MeshObjectId, ObjectType, Value,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::flow::{Contribution, Source, TransformError, is_no_value};
 use crate::lifecycle::{Link, lifecycle};
-use crate::rules::RuleSet;
+use crate::rules::{ComposerRule, RuleSet};
 use crate::trace::{Trace, show};
 
 /// An operator's pin of one attribute of one mesh object.
@@ -108,11 +118,50 @@ pub struct UpdateInput<'a> {
     pub cause: EventId,
 }
 
+/// What the flow stage needs about one mesh object besides its state: an [`UpdateInput`]
+/// without `before`, for [`update_mesh_object_in_place`].
+#[derive(Debug, Clone, Copy)]
+pub struct UpdateSources<'a> {
+    /// Every flow contribution of the connector objects joined after the change.
+    pub contributions: &'a [&'a Contribution],
+    /// The per-object overrides.
+    pub overrides: &'a BTreeMap<AttributeName, Override>,
+    /// The connector objects joined after the change, with their raw attributes.
+    pub links: &'a [Link<'a>],
+    /// The event that caused the update.
+    pub cause: EventId,
+    /// The mesh attributes whose contributions changed since `state` was last resolved (those
+    /// of the contributions withdrawn and of those added, in any order, repeats allowed), when
+    /// the caller knows, with the rules and the overrides unchanged. Resolution then revisits
+    /// only these and the override and composer targets; the outcome is the same as
+    /// revisiting all. `None` revisits all. Ignored while the
+    /// trace records, whose explanation names every attribute, and for a new mesh object.
+    pub changed_attributes: Option<&'a [AttributeName]>,
+    /// The composer contributions of the resolution that gave `state`, when the caller kept
+    /// them: a composer rule whose inputs kept their values, and that does not read `Now()`,
+    /// offers its previous value again instead of being evaluated. `None` evaluates all.
+    pub previous_composed: Option<&'a [Contribution]>,
+}
+
 /// The flow stage's outcome for one mesh object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshObjectUpdate {
     /// The state after the change (persist it).
     pub after: MeshObjectState,
+    /// The change to publish on MESH_OBJECTS; `None` when nothing visible changed.
+    pub changed: Option<MeshObjectChanged>,
+    /// The composer contributions (persist them for lineage; they are recomputed each time).
+    pub composed: Vec<Contribution>,
+    /// Scripts that failed.
+    pub transform_errors: Vec<TransformError>,
+    /// Why.
+    pub trace: Trace,
+}
+
+/// The flow stage's outcome for a mesh object updated in place: a [`MeshObjectUpdate`]
+/// whose `after` is the state that was passed in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InPlaceUpdate {
     /// The change to publish on MESH_OBJECTS; `None` when nothing visible changed.
     pub changed: Option<MeshObjectChanged>,
     /// The composer contributions (persist them for lineage; they are recomputed each time).
@@ -136,59 +185,96 @@ fn lineage_of(c: &Contribution) -> Lineage {
     }
 }
 
+/// True when `lineage` already names `c` as the winner.
+fn is_lineage_of(lineage: &Lineage, c: &Contribution) -> bool {
+    lineage.confidence == c.confidence && lineage.event == c.event && lineage.source == c.source
+}
+
 /// Resolves, composes and decides the lifecycle of one mesh object (see the module docs).
+///
+/// This is [`update_mesh_object_in_place`] on a copy of `input.before`.
 pub fn update_mesh_object(
     rules: &RuleSet,
     input: &UpdateInput<'_>,
     now: DateTime<Utc>,
-    mut trace: Trace,
+    trace: Trace,
 ) -> MeshObjectUpdate {
-    let before = input.before;
+    let mut after = input.before.clone();
+    let update = update_mesh_object_in_place(
+        rules,
+        &mut after,
+        &UpdateSources {
+            contributions: input.contributions,
+            overrides: input.overrides,
+            links: input.links,
+            cause: input.cause,
+            changed_attributes: None,
+            previous_composed: None,
+        },
+        now,
+        trace,
+    );
+    MeshObjectUpdate {
+        after,
+        changed: update.changed,
+        composed: update.composed,
+        transform_errors: update.transform_errors,
+        trace: update.trace,
+    }
+}
+
+/// Resolves, composes and decides the lifecycle of the mesh object `state` (see the module
+/// docs), updating it in place: the outcome of [`update_mesh_object`], without copying the
+/// values and the lineage that did not change. Resolution starts afresh from the
+/// contributions every time; only the writing of its result is incremental.
+pub fn update_mesh_object_in_place(
+    rules: &RuleSet,
+    state: &mut MeshObjectState,
+    sources: &UpdateSources<'_>,
+    now: DateTime<Utc>,
+    mut trace: Trace,
+) -> InPlaceUpdate {
     let context = EvalContext::new(now);
     let mut transform_errors = Vec::new();
+    let mut journal = Journal::default();
+    // Everything a mesh object without attributes ends up with is a change.
+    let started_empty = state.attributes.is_empty();
 
-    // Resolution over flow contributions: the best per attribute.
-    let mut best: BTreeMap<&AttributeName, &Contribution> = BTreeMap::new();
-    for &c in input.contributions {
-        match best.get(&c.attribute) {
-            Some(current) if rank(current) <= rank(c) => {}
-            _ => {
-                best.insert(&c.attribute, c);
-            }
-        }
+    let composers = rules.composer_rules(&state.object_type);
+    // A new mesh object has nothing to keep: resolving all of it is the shorter way.
+    let incremental = sources
+        .changed_attributes
+        .filter(|_| !trace.is_enabled() && state.version > 0);
+    match incremental {
+        None => resolve_all(state, sources, composers.len(), &mut journal, &mut trace),
+        Some(changed) => resolve_changed(state, sources, changed, composers, &mut journal),
     }
-    let mut attributes = Attributes::new();
-    let mut lineage = BTreeMap::new();
-    for (name, winner) in &best {
-        if trace.is_enabled() {
-            let losers: Vec<String> = input
-                .contributions
-                .iter()
-                .filter(|c| c.attribute == **name && !std::ptr::eq(**c, *winner))
-                .map(|c| format!("{} at {}", c.source, c.confidence))
-                .collect();
-            trace.note(|| {
-                let mut line = format!(
-                    "{name} = {} from {} at confidence {}",
-                    show(&winner.value),
-                    winner.source,
-                    winner.confidence
-                );
-                if !losers.is_empty() {
-                    line.push_str(&format!("; beats {}", losers.join(", ")));
-                }
-                line
+    apply_overrides(sources, state, &mut journal, &mut trace);
+
+    // Composition, in dependency order, over what is resolved so far. A rule comes after every
+    // rule whose target it reads, so the values it reads are final when it runs: when they are
+    // the ones it read last time, so is its result.
+    let mut composed = Vec::with_capacity(composers.len());
+    for rule in composers {
+        let program = &rule.transform.program;
+        let previous = sources
+            .previous_composed
+            .and_then(|previous| {
+                previous
+                    .iter()
+                    .find(|c| matches!(&c.source, Source::Composer { rule: r } if *r == rule.name))
+            })
+            .filter(|_| {
+                !program.reads_now()
+                    && program
+                        .attributes()
+                        .all(|read| journal.unchanged(&state.attributes, read))
             });
-        }
-        attributes.insert((*name).clone(), winner.value.clone());
-        lineage.insert((*name).clone(), lineage_of(winner));
-    }
-    apply_overrides(input, &mut attributes, &mut lineage, &mut trace);
-
-    // Composition, in dependency order, over what is resolved so far.
-    let mut composed = Vec::new();
-    for rule in rules.composer_rules(&before.object_type) {
-        let value = match rule.transform.program.eval(&attributes, &context) {
+        let evaluated = match previous {
+            Some(previous) => Ok(previous.value.clone()),
+            None => program.eval(&state.attributes, &context),
+        };
+        let value = match evaluated {
             Ok(value) => value,
             Err(error) => {
                 trace.note(|| {
@@ -200,11 +286,11 @@ pub fn update_mesh_object(
                 });
                 transform_errors.push(TransformError {
                     rule: rule.name.to_string(),
-                    subject: format!("mesh object {}", before.id),
+                    subject: format!("mesh object {}", state.id),
                     attribute: Some(rule.target_attribute.clone()),
                     code: error.code().to_owned(),
                     message: error.to_string(),
-                    event: input.cause,
+                    event: sources.cause,
                 });
                 continue;
             }
@@ -213,17 +299,17 @@ pub fn update_mesh_object(
             continue;
         }
         let contribution = Contribution {
-            mesh_object: before.id,
+            mesh_object: state.id,
             attribute: rule.target_attribute.clone(),
             value,
             confidence: rule.confidence,
             source: Source::Composer {
                 rule: rule.name.clone(),
             },
-            event: input.cause,
+            event: sources.cause,
         };
-        let pinned = input.overrides.contains_key(&rule.target_attribute);
-        let current = lineage.get(&rule.target_attribute);
+        let pinned = sources.overrides.contains_key(&rule.target_attribute);
+        let current = state.lineage.get(&rule.target_attribute);
         let wins = !pinned
             && current.is_none_or(|l: &Lineage| {
                 (Reverse(contribution.confidence), &contribution.source)
@@ -255,57 +341,78 @@ pub fn update_mesh_object(
             ),
         });
         if wins {
-            attributes.insert(rule.target_attribute.clone(), contribution.value.clone());
-            lineage.insert(rule.target_attribute.clone(), lineage_of(&contribution));
+            // Setting an attribute to the value it has changes nothing, not even its spelling.
+            if state.attributes.get(&rule.target_attribute) != Some(&contribution.value) {
+                journal.set(
+                    &mut state.attributes,
+                    &rule.target_attribute,
+                    contribution.value.clone(),
+                );
+            }
+            match state.lineage.get_mut(&rule.target_attribute) {
+                Some(slot) => {
+                    if !is_lineage_of(slot, &contribution) {
+                        *slot = lineage_of(&contribution);
+                    }
+                }
+                None => {
+                    state
+                        .lineage
+                        .insert(rule.target_attribute.clone(), lineage_of(&contribution));
+                }
+            }
         }
         composed.push(contribution);
     }
 
     let decision = lifecycle(
         rules,
-        input.links,
-        before.authority_seen,
-        input.cause,
+        sources.links,
+        state.authority_seen,
+        sources.cause,
         &context,
         &mut trace,
     );
     transform_errors.extend(decision.transform_errors);
 
-    let changes = diff(&before.attributes, &attributes);
-    let lifecycle_changed = decision.state != before.lifecycle;
-    let is_new = before.version == 0;
-    let version = if changes.is_empty() && !lifecycle_changed && !is_new {
-        before.version
+    let changes = if started_empty {
+        state
+            .attributes
+            .iter()
+            .map(|(name, value)| AttributeChange {
+                name: name.clone(),
+                old: Value::Null,
+                new: value.clone(),
+            })
+            .collect()
     } else {
-        before.version + 1
+        journal.changes(&state.attributes)
     };
-    let after = MeshObjectState {
-        id: before.id,
-        object_type: before.object_type.clone(),
-        anchor: before.anchor.clone(),
-        version,
-        lifecycle: decision.state,
-        authority_seen: decision.authority_seen,
-        attributes,
-        lineage,
-    };
-    let changed = (version != before.version).then(|| MeshObjectChanged {
-        event_id: changed_event_id(input.cause, before.id),
-        cause: input.cause,
-        mesh_object: before.id,
-        object_type: before.object_type.clone(),
-        version,
-        lifecycle: decision.state,
-        previous_lifecycle: (!is_new && lifecycle_changed).then_some(before.lifecycle),
-        changes,
-        occurred_at: now,
-        rule_version: rules.version(),
+    let lifecycle_changed = decision.state != state.lifecycle;
+    let is_new = state.version == 0;
+    let previous_lifecycle = state.lifecycle;
+    let changed = !changes.is_empty() || lifecycle_changed || is_new;
+    state.lifecycle = decision.state;
+    state.authority_seen = decision.authority_seen;
+    let changed = changed.then(|| {
+        state.version += 1;
+        MeshObjectChanged {
+            event_id: changed_event_id(sources.cause, state.id),
+            cause: sources.cause,
+            mesh_object: state.id,
+            object_type: state.object_type.clone(),
+            version: state.version,
+            lifecycle: decision.state,
+            previous_lifecycle: (!is_new && lifecycle_changed).then_some(previous_lifecycle),
+            changes,
+            occurred_at: now,
+            rule_version: rules.version(),
+        }
     });
     if changed.is_none() {
-        trace.note(|| format!("mesh object {} unchanged", before.id));
+        trace.note(|| format!("mesh object {} unchanged", state.id));
     }
-    MeshObjectUpdate {
-        after,
+    InPlaceUpdate {
         changed,
         composed,
         transform_errors,
@@ -313,13 +420,294 @@ pub fn update_mesh_object(
     }
 }
 
-fn apply_overrides(
-    input: &UpdateInput<'_>,
-    attributes: &mut Attributes,
-    lineage: &mut BTreeMap<AttributeName, Lineage>,
+/// The value each attribute had before the update, recorded the first time the update
+/// touches it. Attributes it never touches keep their value, so the change of the mesh object
+/// is computed from these alone, without comparing or copying the rest.
+#[derive(Default)]
+struct Journal(Vec<(AttributeName, Option<Value>)>);
+
+impl Journal {
+    fn touched(&self, name: &AttributeName) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// True when `name` has in `attributes` the value it had before the update.
+    fn unchanged(&self, attributes: &Attributes, name: &AttributeName) -> bool {
+        match self.0.iter().find(|(n, _)| n == name) {
+            None => true,
+            Some((_, before)) => before.as_ref() == attributes.get(name),
+        }
+    }
+
+    /// Sets `name` to `value` as [`Attributes::insert`] does, recording what it replaces.
+    fn set(&mut self, attributes: &mut Attributes, name: &AttributeName, value: Value) {
+        if self.touched(name) {
+            attributes.insert(name.clone(), value);
+            return;
+        }
+        let spelled = attributes
+            .get_key_value(name)
+            .map_or_else(|| name.clone(), |(n, _)| n.clone());
+        let previous = attributes.insert(name.clone(), value);
+        self.0.push((spelled, previous));
+    }
+
+    /// Removes `name`, recording its value.
+    fn remove(&mut self, attributes: &mut Attributes, name: &AttributeName) {
+        let spelled = attributes.get_key_value(name).map(|(n, _)| n.clone());
+        let previous = attributes.remove(name);
+        if !self.touched(name)
+            && let Some(spelled) = spelled
+        {
+            self.0.push((spelled, previous));
+        }
+    }
+
+    /// Exactly the attributes whose value differs between before and `after`, in name order,
+    /// as [`diff`] would find them.
+    fn changes(mut self, after: &Attributes) -> Vec<AttributeChange> {
+        self.0.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let mut changes = Vec::with_capacity(self.0.len());
+        for (name, old) in self.0 {
+            match (old, after.get_key_value(&name)) {
+                (Some(old), Some((name, new))) => {
+                    if old != *new {
+                        changes.push(AttributeChange {
+                            name: name.clone(),
+                            old,
+                            new: new.clone(),
+                        });
+                    }
+                }
+                (None, Some((name, new))) => changes.push(AttributeChange {
+                    name: name.clone(),
+                    old: Value::Null,
+                    new: new.clone(),
+                }),
+                (Some(old), None) => changes.push(AttributeChange {
+                    name,
+                    old,
+                    new: Value::Null,
+                }),
+                (None, None) => {}
+            }
+        }
+        changes
+    }
+}
+
+/// Resolves every attribute from the flow contributions: the best per attribute.
+fn resolve_all(
+    state: &mut MeshObjectState,
+    sources: &UpdateSources<'_>,
+    composers: usize,
+    journal: &mut Journal,
     trace: &mut Trace,
 ) {
-    for (name, pin) in input.overrides {
+    // Grouping by attribute with a stable sort keeps each group in input order, so that an
+    // attribute keeps the spelling of its first contribution and, of two equally ranked
+    // contributions, the first wins. The groups come out in name order.
+    let mut by_attribute: Vec<&Contribution> = sources.contributions.to_vec();
+    by_attribute.sort_by(|a, b| a.attribute.cmp(&b.attribute));
+    let mut winners: Vec<(&AttributeName, &Contribution)> = Vec::with_capacity(by_attribute.len());
+    for group in by_attribute.chunk_by(|a, b| a.attribute == b.attribute) {
+        let Some((&first, rest)) = group.split_first() else {
+            continue;
+        };
+        let winner = rest.iter().fold(
+            first,
+            |best, &c| if rank(c) < rank(best) { c } else { best },
+        );
+        let name = &first.attribute;
+        if trace.is_enabled() {
+            let losers: Vec<String> = sources
+                .contributions
+                .iter()
+                .filter(|c| c.attribute == *name && !std::ptr::eq(**c, winner))
+                .map(|c| format!("{} at {}", c.source, c.confidence))
+                .collect();
+            trace.note(|| {
+                let mut line = format!(
+                    "{name} = {} from {} at confidence {}",
+                    show(&winner.value),
+                    winner.source,
+                    winner.confidence
+                );
+                if !losers.is_empty() {
+                    line.push_str(&format!("; beats {}", losers.join(", ")));
+                }
+                line
+            });
+        }
+        winners.push((name, winner));
+    }
+    write_flow_winners(
+        &mut state.attributes,
+        &winners,
+        composers + sources.overrides.len(),
+        journal,
+    );
+    write_flow_lineage(&mut state.lineage, &winners);
+}
+
+/// Resolves again only what `changed` can have changed (see
+/// [`UpdateSources::changed_attributes`]): every other attribute has the same contributions
+/// as when `state` was resolved, and holds its flow winner, so it would resolve to what it
+/// holds.
+fn resolve_changed(
+    state: &mut MeshObjectState,
+    sources: &UpdateSources<'_>,
+    changed: &[AttributeName],
+    composers: &[ComposerRule],
+    journal: &mut Journal,
+) {
+    // An attribute not won by a flow rule is an override or a composer target: with the
+    // overrides unchanged, these cover every attribute whose value is not its flow winner.
+    let mut revisit: Vec<&AttributeName> = changed
+        .iter()
+        .chain(composers.iter().map(|r| &r.target_attribute))
+        .chain(sources.overrides.keys())
+        .collect();
+    revisit.sort();
+    revisit.dedup();
+    for name in revisit {
+        // The first contribution in input order gives the spelling; ties keep the first.
+        let mut matching = sources
+            .contributions
+            .iter()
+            .copied()
+            .filter(|c| c.attribute == *name);
+        let winner = matching.next().map(|first| {
+            let best = matching.fold(first, |best, c| if rank(c) < rank(best) { c } else { best });
+            (&first.attribute, best)
+        });
+        write_flow_winner(state, name, winner, journal);
+    }
+}
+
+/// Makes attribute `name` of `state` hold its flow winner (under the spelling given with
+/// it), or nothing when it has none, as [`write_flow_winners`] and [`write_flow_lineage`]
+/// would.
+fn write_flow_winner(
+    state: &mut MeshObjectState,
+    name: &AttributeName,
+    winner: Option<(&AttributeName, &Contribution)>,
+    journal: &mut Journal,
+) {
+    let Some((spelled, winner)) = winner else {
+        journal.remove(&mut state.attributes, name);
+        state.lineage.remove(name);
+        return;
+    };
+    match state.attributes.get_key_value(name) {
+        Some((held, value)) if held.as_str() == spelled.as_str() => {
+            if *value != winner.value {
+                journal.set(&mut state.attributes, spelled, winner.value.clone());
+            }
+        }
+        Some(_) => {
+            // A new spelling: a set keeps a name's first spelling, so replace the entry.
+            journal.remove(&mut state.attributes, name);
+            journal.set(&mut state.attributes, spelled, winner.value.clone());
+        }
+        None => journal.set(&mut state.attributes, spelled, winner.value.clone()),
+    }
+    match state.lineage.get_key_value(name) {
+        Some((held, current)) if held.as_str() == spelled.as_str() => {
+            if !is_lineage_of(current, winner)
+                && let Some(slot) = state.lineage.get_mut(name)
+            {
+                *slot = lineage_of(winner);
+            }
+        }
+        Some(_) => {
+            state.lineage.remove(name);
+            state.lineage.insert(spelled.clone(), lineage_of(winner));
+        }
+        None => {
+            state.lineage.insert(spelled.clone(), lineage_of(winner));
+        }
+    }
+}
+
+/// Makes `attributes` hold exactly the flow winners (in name order), keeping the values that
+/// did not change rather than copying them again, and journaling the ones it replaces.
+fn write_flow_winners(
+    attributes: &mut Attributes,
+    winners: &[(&AttributeName, &Contribution)],
+    room: usize,
+    journal: &mut Journal,
+) {
+    journal
+        .0
+        .reserve(winners.len().max(attributes.len()) + room);
+    let mut before = std::mem::take(attributes).into_iter().peekable();
+    let mut after = Attributes::with_capacity(winners.len() + room);
+    for &(name, winner) in winners {
+        // Attributes before this one no longer have a flow winner.
+        while let Some((gone, value)) = before.next_if(|(n, _)| n < name) {
+            journal.0.push((gone, Some(value)));
+        }
+        match before.next_if(|(n, _)| n == name) {
+            Some((_, value)) if value == winner.value => {
+                after.insert(name.clone(), value);
+            }
+            Some((spelled, value)) => {
+                journal.0.push((spelled, Some(value)));
+                after.insert(name.clone(), winner.value.clone());
+            }
+            None => {
+                journal.0.push((name.clone(), None));
+                after.insert(name.clone(), winner.value.clone());
+            }
+        }
+    }
+    for (gone, value) in before {
+        journal.0.push((gone, Some(value)));
+    }
+    *attributes = after;
+}
+
+/// Makes `lineage` name exactly the flow winners, under their spelling, touching only the
+/// entries whose winner changed.
+fn write_flow_lineage(
+    lineage: &mut BTreeMap<AttributeName, Lineage>,
+    winners: &[(&AttributeName, &Contribution)],
+) {
+    // Both in name order: one pass drops the attributes that lost their last contribution.
+    let mut next = winners.iter().peekable();
+    lineage.retain(|name, _| {
+        while next.next_if(|(w, _)| *w < name).is_some() {}
+        next.peek().is_some_and(|(w, _)| *w == name)
+    });
+    for &(name, winner) in winners {
+        match lineage.get_key_value(name) {
+            Some((spelled, current)) if spelled.as_str() == name.as_str() => {
+                if !is_lineage_of(current, winner)
+                    && let Some(slot) = lineage.get_mut(name)
+                {
+                    *slot = lineage_of(winner);
+                }
+            }
+            Some(_) => {
+                // A new spelling: the map keeps a key's first spelling, so replace the entry.
+                lineage.remove(name);
+                lineage.insert(name.clone(), lineage_of(winner));
+            }
+            None => {
+                lineage.insert(name.clone(), lineage_of(winner));
+            }
+        }
+    }
+}
+
+fn apply_overrides(
+    sources: &UpdateSources<'_>,
+    state: &mut MeshObjectState,
+    journal: &mut Journal,
+    trace: &mut Trace,
+) {
+    for (name, pin) in sources.overrides {
         trace.note(|| {
             format!(
                 "{name} = {} pinned by an override ({}), above every rule",
@@ -327,17 +715,17 @@ fn apply_overrides(
                 pin.reason
             )
         });
-        lineage.remove(name);
+        state.lineage.remove(name);
         if pin.value.is_null() {
-            attributes.remove(name);
+            journal.remove(&mut state.attributes, name);
         } else {
-            attributes.insert(name.clone(), pin.value.clone());
-            lineage.insert(
+            journal.set(&mut state.attributes, name, pin.value.clone());
+            state.lineage.insert(
                 name.clone(),
                 Lineage {
                     source: Source::Override,
                     confidence: Confidence::MAX,
-                    event: input.cause,
+                    event: sources.cause,
                 },
             );
         }
@@ -350,7 +738,8 @@ pub fn changed_event_id(cause: EventId, mesh_object: MeshObjectId) -> EventId {
     let mut name = Vec::with_capacity(32);
     name.extend_from_slice(cause.as_uuid().as_bytes());
     name.extend_from_slice(mesh_object.as_uuid().as_bytes());
-    EventId::derive("flow", &name)
+    const FLOW: IdNamespace = IdNamespace::new("flow");
+    EventId::derive_in(FLOW, &name)
 }
 
 /// Returns exactly the attributes whose value differs, in name order.

@@ -281,6 +281,29 @@ pub struct ComposerRule {
     pub origin: Origin,
 }
 
+/// What the stages look up by connector, gathered in one place.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectorRules {
+    pub(crate) connector: Connector,
+    pub(crate) join_rules: Vec<JoinRule>,
+    pub(crate) inbound: Vec<FlowRule>,
+    pub(crate) outbound: Vec<FlowRule>,
+}
+
+/// What the stages look up by object type, gathered in one place.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ObjectTypeRules {
+    pub(crate) composers: Vec<ComposerRule>,
+    pub(crate) join_targets: Vec<String>,
+}
+
+/// Finds `key` in a lookup list. The lists hold a few connectors or object types, looked up
+/// for every event: an equality scan mostly settles on a shared pointer or a differing
+/// length, where a tree's search compares the text of every key it passes.
+fn find<'a, K: PartialEq, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
+    list.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
 /// Every connector and rule, checked and indexed for the stages.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
@@ -296,15 +319,63 @@ pub struct RuleSet {
     /// Per object type, in dependency order (a rule comes after every rule whose target it
     /// reads), ties broken by name.
     pub(crate) composers: BTreeMap<ObjectType, Vec<ComposerRule>>,
-    /// Per object type and folded mesh attribute: the join rules that target it.
-    pub(crate) join_targets: BTreeMap<(ObjectType, String), Vec<RuleName>>,
+    /// Per object type: the folded mesh attributes some join rule targets (a handful, so a
+    /// list; it is searched for every attribute change).
+    pub(crate) join_targets: BTreeMap<ObjectType, Vec<String>>,
+    /// The maps above by connector and by object type, for the stages' lookups; built once
+    /// the rest is complete ([`RuleSet::index`]).
+    pub(crate) by_connector: Vec<(ConnectorId, ConnectorRules)>,
+    pub(crate) by_object_type: Vec<(ObjectType, ObjectTypeRules)>,
     pub(crate) version: u64,
 }
 
 impl RuleSet {
+    /// Builds the lookup lists from the maps; called once the maps are complete.
+    pub(crate) fn index(&mut self) {
+        self.by_connector = self
+            .connectors
+            .iter()
+            .map(|(id, connector)| {
+                let rules = |map: &BTreeMap<ConnectorId, Vec<FlowRule>>| {
+                    map.get(id).cloned().unwrap_or_default()
+                };
+                (
+                    id.clone(),
+                    ConnectorRules {
+                        connector: connector.clone(),
+                        join_rules: self.join_rules.get(id).cloned().unwrap_or_default(),
+                        inbound: rules(&self.inbound),
+                        outbound: rules(&self.outbound),
+                    },
+                )
+            })
+            .collect();
+        let types: BTreeSet<&ObjectType> = self
+            .composers
+            .keys()
+            .chain(self.join_targets.keys())
+            .collect();
+        self.by_object_type = types
+            .into_iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    ObjectTypeRules {
+                        composers: self.composers.get(t).cloned().unwrap_or_default(),
+                        join_targets: self.join_targets.get(t).cloned().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+    }
+
+    fn for_connector(&self, name: &ConnectorId) -> Option<&ConnectorRules> {
+        find(&self.by_connector, name)
+    }
+
     /// Returns the connector named `name`.
     pub fn connector(&self, name: &ConnectorId) -> Option<&Connector> {
-        self.connectors.get(name)
+        self.for_connector(name).map(|r| &r.connector)
     }
 
     /// Iterates over the connectors in name order.
@@ -314,7 +385,8 @@ impl RuleSet {
 
     /// Returns the join rules of `connector`, in priority order.
     pub fn join_rules(&self, connector: &ConnectorId) -> &[JoinRule] {
-        self.join_rules.get(connector).map_or(&[], Vec::as_slice)
+        self.for_connector(connector)
+            .map_or(&[], |r| r.join_rules.as_slice())
     }
 
     /// Iterates over every join rule, by connector then priority.
@@ -324,12 +396,14 @@ impl RuleSet {
 
     /// Returns the inbound flow rules whose source is `connector`, in name order.
     pub fn inbound_flow_rules(&self, connector: &ConnectorId) -> &[FlowRule] {
-        self.inbound.get(connector).map_or(&[], Vec::as_slice)
+        self.for_connector(connector)
+            .map_or(&[], |r| r.inbound.as_slice())
     }
 
     /// Returns the outbound flow rules whose target is `connector`, in name order.
     pub fn outbound_flow_rules(&self, connector: &ConnectorId) -> &[FlowRule] {
-        self.outbound.get(connector).map_or(&[], Vec::as_slice)
+        self.for_connector(connector)
+            .map_or(&[], |r| r.outbound.as_slice())
     }
 
     /// Returns the projection rules, in name order.
@@ -339,7 +413,7 @@ impl RuleSet {
 
     /// Returns the MeshComposer rules of `object_type`, in dependency order.
     pub fn composer_rules(&self, object_type: &ObjectType) -> &[ComposerRule] {
-        self.composers.get(object_type).map_or(&[], Vec::as_slice)
+        find(&self.by_object_type, object_type).map_or(&[], |r| r.composers.as_slice())
     }
 
     /// Returns true when some connector carrying `object_type` is authoritative.
@@ -361,8 +435,11 @@ impl RuleSet {
     /// Returns true when some join rule for `object_type` targets the mesh attribute whose
     /// folded name is `folded`: a change of it may let a disconnector join.
     pub fn is_join_target(&self, object_type: &ObjectType, folded: &str) -> bool {
-        self.join_targets
-            .contains_key(&(object_type.clone(), folded.to_owned()))
+        find(&self.by_object_type, object_type).is_some_and(|r| {
+            r.join_targets
+                .iter()
+                .any(|t| t.len() == folded.len() && t == folded)
+        })
     }
 
     /// Returns a fingerprint of the rule set's content (FNV-1a over the sources), which the

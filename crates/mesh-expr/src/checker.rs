@@ -83,7 +83,7 @@ impl Checker<'_> {
             }
             ExprKind::Attribute(name) => {
                 let ty = self.attribute(name, span);
-                return (node(NodeKind::Attr(name.key().into()), span), ty);
+                return (node(NodeKind::Attr(name.clone()), span), ty);
             }
             ExprKind::List(items) => {
                 let items: Vec<Node> = items.iter().map(|item| self.expr(item).0).collect();

@@ -177,9 +177,7 @@ impl<'a> Eval<'a> {
     pub(crate) fn eval(&mut self, node: &'a Node) -> EvalResult<'a> {
         match &node.kind {
             NodeKind::Const(value) => Ok(Val::borrowed(value)),
-            NodeKind::Attr(key) => {
-                Ok(lookup(self.attributes, key).map_or(Val::Null, Val::borrowed))
-            }
+            NodeKind::Attr(name) => Ok(self.attributes.get(name).map_or(Val::Null, Val::borrowed)),
             NodeKind::Call { function, args } => (function.eval)(self, args, node.span),
             NodeKind::List(items) => self.list(items, node.span),
             NodeKind::Not(operand) => Ok(Val::Bool(!self.condition("`not`", operand)?)),
@@ -378,23 +376,6 @@ impl<'a> Eval<'a> {
                 span: node.span,
             }),
         }
-    }
-}
-
-/// The attribute sets of connector and mesh objects are small: up to this many attributes a
-/// linear scan that compares lengths before bytes beats the B-tree's search, which calls
-/// `memcmp` on every key it passes (measured: about a third of the instructions of the
-/// canonical MeshComposer rule).
-const LINEAR_LOOKUP_MAX: usize = 16;
-
-fn lookup<'a>(attributes: &'a Attributes, key: &str) -> Option<&'a Value> {
-    if attributes.len() <= LINEAR_LOOKUP_MAX {
-        attributes
-            .iter()
-            .find(|(name, _)| name.key().len() == key.len() && name.key() == key)
-            .map(|(_, value)| value)
-    } else {
-        attributes.get_folded(key)
     }
 }
 

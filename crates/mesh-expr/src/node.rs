@@ -5,7 +5,7 @@
 //! an attribute or the clock has been evaluated at compile time into a [`NodeKind::Const`]:
 //! `department in ["IT", "HR"]` builds its list once, not on every evaluation.
 
-use mesh_model::Value;
+use mesh_model::{AttributeName, Value};
 
 use crate::ast::CmpOp;
 use crate::functions::Function;
@@ -20,8 +20,8 @@ pub(crate) struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NodeKind {
     Const(Value),
-    /// An attribute, by its folded name (see `AttributeName::fold`).
-    Attr(Box<str>),
+    /// An attribute, by name (compared by its fold, see `AttributeName::fold`).
+    Attr(AttributeName),
     List(Vec<Node>),
     Not(Box<Node>),
     And(Vec<Node>),

@@ -2,9 +2,14 @@
 //!
 //! Connector ids and object types appear as NATS subject tokens (`mesh.change.<connector>`,
 //! `mesh.object.<object_type>`), so their alphabets exclude `.`, `*`, `>` and whitespace.
+//!
+//! The string ids share their text (`Arc<str>`): the pipeline copies connector object
+//! references and rule names into every contribution, lineage entry and export command, and a
+//! shared copy costs a reference count where an owned one cost an allocation per id.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -49,12 +54,66 @@ fn check_chars(
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, Eq, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(Arc<str>);
+
+        impl std::hash::Hash for $name {
+            #[inline]
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+
+        // Copies of one parsed id share their text, and equal ids are mostly such copies (a
+        // connector object's connector is the rule set's): a shared pointer is equal without
+        // reading the text. (`Arc`'s own equality only knows this for sized values.)
+        impl PartialEq for $name {
+            #[inline]
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+            }
+        }
+
+        impl Ord for $name {
+            #[inline]
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) {
+                    std::cmp::Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+
+        impl PartialOrd for $name {
+            #[inline]
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        string_id! { @common $name }
+    };
+    ($(#[$doc:meta])* $name:ident, String) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        string_id! { @common $name }
+    };
+    (@common $name:ident) => {
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// Returns the identifier as a string slice.
+            #[inline]
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -88,7 +147,7 @@ macro_rules! string_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> String {
-                id.0
+                id.as_str().to_owned()
             }
         }
     };
@@ -117,7 +176,7 @@ impl ConnectorId {
             |c| c.is_ascii_lowercase(),
             |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-',
         )?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -144,7 +203,7 @@ impl ObjectType {
             |c| c.is_ascii_alphabetic(),
             |c| c.is_ascii_alphanumeric() || c == '_',
         )?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -170,7 +229,7 @@ impl ExternalId {
             |c| !c.is_control(),
             |c| !c.is_control(),
         )?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -198,7 +257,7 @@ impl RuleName {
             |c| c.is_ascii_alphanumeric(),
             |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'),
         )?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -207,7 +266,10 @@ string_id! {
     ///
     /// A provisioning agent that has applied a key applies it again as a no-op, so a command
     /// delivered twice has one effect.
-    IdempotencyKey
+    ///
+    /// Unlike the other ids it owns a plain `String`: every key is built once and rarely
+    /// copied, so sharing it would only add a copy into the shared allocation.
+    IdempotencyKey, String
 }
 
 impl IdempotencyKey {
@@ -221,10 +283,32 @@ impl IdempotencyKey {
         version: u64,
         operation: crate::ExportOperation,
     ) -> Self {
-        Self(format!(
-            "{mesh_object}/{target}/{version}/{}",
-            operation.as_str()
-        ))
+        // Built by hand: one key per export command, and `format!` costs several times this.
+        let operation = operation.as_str();
+        let mut key = String::with_capacity(36 + target.as_str().len() + 20 + operation.len() + 3);
+        let mut uuid = Uuid::encode_buffer();
+        key.push_str(mesh_object.as_uuid().hyphenated().encode_lower(&mut uuid));
+        key.push('/');
+        key.push_str(target.as_str());
+        key.push('/');
+        // The version's decimal digits, most significant first.
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        let mut rest = version;
+        for slot in digits.iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            start -= 1;
+            if rest == 0 {
+                break;
+            }
+        }
+        for digit in digits.iter().skip(start) {
+            key.push(char::from(*digit));
+        }
+        key.push('/');
+        key.push_str(operation);
+        Self(key)
     }
 
     /// Parses a key received from the wire; any non-empty printable string up to 256 bytes.
@@ -238,7 +322,7 @@ impl IdempotencyKey {
             |c| !c.is_control(),
             |c| !c.is_control(),
         )?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(s.into()))
     }
 }
 
@@ -283,6 +367,11 @@ macro_rules! uuid_id {
             pub fn derive(namespace: &str, name: &[u8]) -> Self {
                 Self(derive_uuid(namespace, name))
             }
+
+            /// Derives an id as [`Self::derive`] does, in a namespace hashed beforehand.
+            pub fn derive_in(namespace: IdNamespace, name: &[u8]) -> Self {
+                Self(namespace.derive(name))
+            }
         }
 
         impl fmt::Display for $name {
@@ -326,16 +415,41 @@ impl EventId {
     }
 }
 
-/// 128-bit FNV-1a, formatted as a version 8 (custom) RFC 9562 UUID.
-fn derive_uuid(namespace: &str, name: &[u8]) -> Uuid {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-    let mut hash = OFFSET;
-    for byte in namespace.as_bytes().iter().chain(&[0u8]).chain(name) {
-        hash ^= u128::from(*byte);
-        hash = hash.wrapping_mul(PRIME);
+/// One step of 128-bit FNV-1a.
+const fn fnv_1a(hash: u128, byte: u8) -> u128 {
+    let hash = hash ^ byte as u128;
+    // hash * PRIME with PRIME = 2^88 + 0x13B, as a shift and a small multiplication.
+    (hash << 88).wrapping_add(hash.wrapping_mul(0x13B))
+}
+
+/// The namespace of derived ids, hashed once: deriving many ids in one namespace (one per
+/// event, say) then hashes only their names. `IdNamespace::new` is a `const fn`, so a constant
+/// namespace costs nothing at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdNamespace(u128);
+
+impl IdNamespace {
+    /// Hashes `namespace` (and the separator that follows it).
+    pub const fn new(namespace: &str) -> Self {
+        let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
+        let mut bytes = namespace.as_bytes();
+        while let Some((byte, rest)) = bytes.split_first() {
+            hash = fnv_1a(hash, *byte);
+            bytes = rest;
+        }
+        Self(fnv_1a(hash, 0))
     }
-    Uuid::new_v8(hash.to_be_bytes())
+
+    /// 128-bit FNV-1a over the namespace, a zero byte and `name`, formatted as a version 8
+    /// (custom) RFC 9562 UUID.
+    fn derive(self, name: &[u8]) -> Uuid {
+        let hash = name.iter().fold(self.0, |hash, byte| fnv_1a(hash, *byte));
+        Uuid::new_v8(hash.to_be_bytes())
+    }
+}
+
+fn derive_uuid(namespace: &str, name: &[u8]) -> Uuid {
+    IdNamespace::new(namespace).derive(name)
 }
 
 /// Names one connector object: an object of `object_type` known by `external_id` in the system
@@ -397,6 +511,27 @@ mod tests {
     }
 
     #[test]
+    fn derivation_is_fnv_1a_128() {
+        const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+        const PRIME: u128 = 0x0000000001000000000000000000013B;
+        for (namespace, name) in [("", &b""[..]), ("flow", b"\x00\xffabc"), ("n", &[7u8; 40])] {
+            let mut hash = OFFSET;
+            for byte in namespace.as_bytes().iter().chain(&[0u8]).chain(name) {
+                hash ^= u128::from(*byte);
+                hash = hash.wrapping_mul(PRIME);
+            }
+            assert_eq!(
+                derive_uuid(namespace, name),
+                Uuid::new_v8(hash.to_be_bytes())
+            );
+            assert_eq!(
+                EventId::derive_in(IdNamespace::new(namespace), name),
+                EventId::derive(namespace, name)
+            );
+        }
+    }
+
+    #[test]
     fn idempotency_key_names_object_target_version_and_operation() {
         let id = MeshObjectId::parse("0190d1f2-7c1a-7b3e-9f00-000000000002").unwrap();
         let target = ConnectorId::parse("hr-database").unwrap();
@@ -405,5 +540,13 @@ mod tests {
             key.as_str(),
             "0190d1f2-7c1a-7b3e-9f00-000000000002/hr-database/7/update"
         );
+        for version in [0, 10, 1234567890, u64::MAX] {
+            let key = IdempotencyKey::new(id, &target, version, crate::ExportOperation::Create);
+            assert_eq!(
+                key.as_str(),
+                format!("{id}/{target}/{version}/create"),
+                "version {version}"
+            );
+        }
     }
 }

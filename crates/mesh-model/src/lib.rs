@@ -24,7 +24,7 @@ mod event;
 mod ids;
 mod value;
 
-pub use attribute::{AttributeName, Attributes};
+pub use attribute::{AttributeName, Attributes, AttributesIter};
 pub use confidence::Confidence;
 pub use event::{
     AttributeChange, ChangeEvent, ChangeOperation, CorrelatedChange, DeadLetter, DevicePosture,
@@ -32,8 +32,8 @@ pub use event::{
     LifecycleState, MeshObjectChanged, RiskSignal, SignIn, SignalKind,
 };
 pub use ids::{
-    ConnectorId, ConnectorObjectRef, EventId, ExternalId, IdempotencyKey, MeshObjectId, ObjectType,
-    RuleName,
+    ConnectorId, ConnectorObjectRef, EventId, ExternalId, IdNamespace, IdempotencyKey,
+    MeshObjectId, ObjectType, RuleName,
 };
 pub use value::{Value, ValueKind};
 

@@ -96,8 +96,8 @@ pub fn render(world: &World, rule_files: usize, events: usize) -> String {
             };
             let others: Vec<String> = record
                 .contributions
-                .values()
-                .flatten()
+                .iter()
+                .flat_map(|(_, contributions)| contributions)
                 .chain(&record.composed)
                 .filter(|c| c.attribute == *name && c.source != lineage.source)
                 .map(|c| {

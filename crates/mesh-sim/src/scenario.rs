@@ -68,6 +68,18 @@ pub fn run(
     name: &str,
     base: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Report, ScenarioError> {
+    run_with(text, name, base, true)
+}
+
+/// Runs the scenario like [`run`], recording explanations only when `tracing` is true.
+/// Without them the world takes its shortcuts (see [`World::with_tracing`]); the report must
+/// be the same but for its empty trace.
+pub fn run_with(
+    text: &str,
+    name: &str,
+    base: &dyn Fn(&str) -> Option<String>,
+    tracing: bool,
+) -> Result<Report, ScenarioError> {
     let scenario: Scenario =
         serde_saphyr::from_str(text).map_err(|e| ScenarioError::Malformed(e.to_string()))?;
     let mut sources = Vec::new();
@@ -102,9 +114,11 @@ pub fn run(
         })?);
     }
     let world =
-        simulate(World::new(rules), &events).map_err(|(index, e)| ScenarioError::Event {
-            index,
-            message: e.to_string(),
+        simulate(World::new(rules).with_tracing(tracing), &events).map_err(|(index, e)| {
+            ScenarioError::Event {
+                index,
+                message: e.to_string(),
+            }
         })?;
     Ok(Report::of(&world))
 }

@@ -19,12 +19,12 @@ use crate::data::TimedEvent;
 use chrono::{DateTime, Utc};
 use mesh_engine::{
     Contribution, CorrelateInput, DisconnectorDirectory, Link, MeshDirectory, MeshObjectState,
-    Override, ProjectInput, RuleSet, TargetState, Trace, TransformError, UpdateInput, correlate,
-    flow, join_key, project, retry_queries, update_mesh_object,
+    Override, ProjectInput, RuleSet, TargetState, Trace, TransformError, UpdateSources, correlate,
+    flow, join_key, join_key_ref, project, retry_queries, update_mesh_object_in_place,
 };
 use mesh_model::{
     AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
-    EventId, ExportCommand, JoinState, MeshObjectId, ObjectType, Value,
+    EventId, ExportCommand, IdNamespace, JoinState, MeshObjectId, ObjectType, Value,
 };
 
 /// A connector object in the management space.
@@ -42,9 +42,12 @@ pub struct MeshRecord {
     /// The resolved state.
     pub state: MeshObjectState,
     /// The connector objects joined to it.
-    pub links: BTreeSet<ConnectorObjectRef>,
-    /// The flow contributions, per connector object.
-    pub contributions: BTreeMap<ConnectorObjectRef, Vec<Contribution>>,
+    ///
+    /// In order. A mesh object has a few links, and a sorted vector holds them in a tenth of
+    /// the memory of a B-tree node (the same holds for `contributions`).
+    pub links: Vec<ConnectorObjectRef>,
+    /// The flow contributions, per connector object, in the order of the connector objects.
+    pub contributions: Vec<(ConnectorObjectRef, Vec<Contribution>)>,
     /// The composer contributions of the last resolution.
     pub composed: Vec<Contribution>,
     /// Per-object overrides.
@@ -53,6 +56,12 @@ pub struct MeshRecord {
     pub targets: BTreeMap<ConnectorId, TargetState>,
 }
 
+/// The hash maps of the world: keyed by connector object references and mesh object ids, with
+/// a fast hasher seeded by a constant. Nothing iterates them unsorted, so the hasher cannot
+/// change an outcome; SipHash's resistance to chosen keys buys nothing in a simulator and was
+/// several percent of the instructions of a load.
+pub type WorldMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 /// The simulated world.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -60,17 +69,73 @@ pub struct World {
     tracing: bool,
     now: DateTime<Utc>,
     events: u64,
-    objects: HashMap<ConnectorObjectRef, ConnectorObjectRecord>,
-    mesh: HashMap<MeshObjectId, MeshRecord>,
+    objects: WorldMap<ConnectorObjectRef, ConnectorObjectRecord>,
+    mesh: WorldMap<MeshObjectId, MeshRecord>,
     /// Resolved values of join-target attributes: type → folded name → key → mesh objects.
-    attribute_index: HashMap<ObjectType, HashMap<String, HashMap<String, BTreeSet<MeshObjectId>>>>,
-    anchors: HashMap<ObjectType, HashMap<String, MeshObjectId>>,
+    /// A few (type, attribute) pairs, so a list; the keys of each in a hash map.
+    attribute_index: Vec<(ObjectType, AttributeName, WorldMap<String, Matches>)>,
+    anchors: WorldMap<ObjectType, WorldMap<String, MeshObjectId>>,
     /// Unjoined connector objects by (connector, type, folded source attribute) → key.
     unjoined_index:
         BTreeMap<(ConnectorId, ObjectType, String), BTreeMap<String, BTreeSet<ConnectorObjectRef>>>,
     exports: Vec<ExportCommand>,
+    /// Whether `exports` keeps every command, or only `export_count` counts them.
+    keep_exports: bool,
+    export_count: u64,
     transform_errors: Vec<TransformError>,
     trace: Vec<String>,
+}
+
+/// The mesh objects whose join-target attribute has one key: almost always one, which then
+/// needs no allocation of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Matches {
+    One(MeshObjectId),
+    /// Two or more, in id order.
+    Many(Vec<MeshObjectId>),
+}
+
+impl Matches {
+    fn ids(&self) -> &[MeshObjectId] {
+        match self {
+            Self::One(id) => std::slice::from_ref(id),
+            Self::Many(ids) => ids,
+        }
+    }
+
+    fn insert(&mut self, id: MeshObjectId) {
+        match self {
+            Self::One(one) if *one == id => {}
+            Self::One(one) => {
+                let mut ids = vec![*one, id];
+                ids.sort();
+                *self = Self::Many(ids);
+            }
+            Self::Many(ids) => {
+                if let Err(at) = ids.binary_search(&id) {
+                    ids.insert(at, id);
+                }
+            }
+        }
+    }
+
+    /// Removes `id`; returns true when no mesh object is left.
+    fn remove(&mut self, id: MeshObjectId) -> bool {
+        match self {
+            Self::One(one) => *one == id,
+            Self::Many(ids) => {
+                ids.retain(|other| *other != id);
+                match ids.as_slice() {
+                    [] => true,
+                    [one] => {
+                        *self = Self::One(*one);
+                        false
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
 }
 
 /// Why the world refused an event.
@@ -161,21 +226,34 @@ impl World {
             tracing: true,
             now: Self::epoch(),
             events: 0,
-            objects: HashMap::new(),
-            mesh: HashMap::new(),
-            attribute_index: HashMap::new(),
-            anchors: HashMap::new(),
+            objects: WorldMap::default(),
+            mesh: WorldMap::default(),
+            attribute_index: Vec::new(),
+            anchors: WorldMap::default(),
             unjoined_index: BTreeMap::new(),
             exports: Vec::new(),
+            keep_exports: true,
+            export_count: 0,
             transform_errors: Vec::new(),
             trace: Vec::new(),
         }
     }
 
-    /// Turns the explanations off (for benchmarks) or on.
+    /// Turns the explanations off (for benchmarks) or on. Without them, resolution revisits
+    /// only the attributes whose contributions changed (an explanation names every attribute);
+    /// the outcome is the same.
     #[must_use]
     pub fn with_tracing(mut self, tracing: bool) -> Self {
         self.tracing = tracing;
+        self
+    }
+
+    /// Keeps every export command (the default, for reports and tests), or only counts them:
+    /// a long load then does not hold every command it issued in memory. Projection runs the
+    /// same either way.
+    #[must_use]
+    pub fn with_export_log(mut self, keep: bool) -> Self {
+        self.keep_exports = keep;
         self
     }
 
@@ -190,12 +268,12 @@ impl World {
     }
 
     /// Returns the connector objects, in no particular order (sort them for display).
-    pub fn connector_objects(&self) -> &HashMap<ConnectorObjectRef, ConnectorObjectRecord> {
+    pub fn connector_objects(&self) -> &WorldMap<ConnectorObjectRef, ConnectorObjectRecord> {
         &self.objects
     }
 
     /// Returns the mesh objects, in no particular order (sort them for display).
-    pub fn mesh_objects(&self) -> &HashMap<MeshObjectId, MeshRecord> {
+    pub fn mesh_objects(&self) -> &WorldMap<MeshObjectId, MeshRecord> {
         &self.mesh
     }
 
@@ -205,9 +283,15 @@ impl World {
         Directory(self)
     }
 
-    /// Returns every export command issued, in order.
+    /// Returns every export command issued, in order (none when the export log is off; see
+    /// [`World::with_export_log`]).
     pub fn exports(&self) -> &[ExportCommand] {
         &self.exports
+    }
+
+    /// Returns how many export commands were issued, whether or not they were kept.
+    pub fn export_count(&self) -> u64 {
+        self.export_count
     }
 
     /// Returns every transform error, in order.
@@ -286,7 +370,8 @@ impl World {
                     }
                 }
                 let mut queue = VecDeque::new();
-                self.recompute(id, event_id, &mut queue);
+                // An override is not a change of contributions: resolve everything again.
+                self.recompute(id, event_id, None, &mut queue);
                 self.drain(queue, event_id);
             }
             SimEvent::Tick => {
@@ -312,7 +397,8 @@ impl World {
 
     /// The id the world gives its `n`-th event (counting from 1).
     pub fn event_id(n: u64) -> EventId {
-        EventId::derive("identitymesh.io/mesh-sim", &n.to_be_bytes())
+        const EVENTS: IdNamespace = IdNamespace::new("identitymesh.io/mesh-sim");
+        EventId::derive_in(EVENTS, &n.to_be_bytes())
     }
 
     /// Returns the change events a connector agent would publish for `events`, with the ids
@@ -394,9 +480,12 @@ impl World {
                 .and_then(|a| attributes.get(a))
                 .and_then(Value::as_str)
             {
-                Some(name) => {
-                    ObjectType::parse(name).map_err(|e| WorldError::Invalid(e.to_string()))?
-                }
+                Some(name) => match definition.object_types.iter().find(|t| t.as_str() == name) {
+                    Some(known) => known.clone(),
+                    None => {
+                        ObjectType::parse(name).map_err(|e| WorldError::Invalid(e.to_string()))?
+                    }
+                },
                 None => definition
                     .object_types
                     .first()
@@ -404,12 +493,16 @@ impl World {
                     .ok_or_else(|| WorldError::UnknownConnector(connector.to_string()))?,
             },
         };
-        if !definition.carries(&object_type) {
-            return Err(WorldError::UnknownObjectType {
-                connector: connector.to_string(),
-                object_type: object_type.to_string(),
-            });
-        }
+        // The rule set's copy of the type: comparisons with it then need not read the text.
+        let object_type = match definition.object_types.iter().find(|t| **t == object_type) {
+            Some(known) => known.clone(),
+            None => {
+                return Err(WorldError::UnknownObjectType {
+                    connector: connector.to_string(),
+                    object_type: object_type.to_string(),
+                });
+            }
+        };
         let id_attribute = definition.external_id_attribute.as_ref().ok_or_else(|| {
             WorldError::MissingExternalId {
                 connector: connector.to_string(),
@@ -418,13 +511,14 @@ impl World {
         })?;
         let external_id = attributes
             .get(id_attribute)
-            .and_then(join_key)
+            .and_then(join_key_ref)
             .ok_or_else(|| WorldError::MissingExternalId {
                 connector: connector.to_string(),
                 attribute: id_attribute.to_string(),
             })?;
         Ok(ConnectorObjectRef {
-            connector: connector.clone(),
+            // The rule set's copy, as for the type.
+            connector: definition.name.clone(),
             object_type,
             external_id: mesh_model::ExternalId::parse(&external_id)
                 .map_err(|e| WorldError::Invalid(e.to_string()))?,
@@ -486,6 +580,20 @@ impl World {
             self.new_trace(),
         );
         self.trace.extend(correlation.trace.into_lines());
+        // The flow stage's work for a joined object, done while its attributes are at hand
+        // (before they move into the management space); its outcome is used below, in order.
+        let flowed = match &correlation.outcome {
+            JoinState::Joined { mesh_object, .. } => Some(flow(
+                &self.rules,
+                &object,
+                &attributes,
+                *mesh_object,
+                event,
+                self.now,
+                self.new_trace(),
+            )),
+            _ => None,
+        };
 
         // The management space.
         if let Some(JoinState::Disconnector | JoinState::Ambiguous { .. }) = &current
@@ -522,8 +630,8 @@ impl World {
                     new.object_type.clone(),
                     Some(new.anchor.clone()),
                 ),
-                links: BTreeSet::new(),
-                contributions: BTreeMap::new(),
+                links: Vec::new(),
+                contributions: Vec::new(),
                 composed: Vec::new(),
                 overrides: BTreeMap::new(),
                 targets: BTreeMap::new(),
@@ -532,44 +640,68 @@ impl World {
         if let Some(previous) = correlation.previous_mesh_object
             && let Some(record) = self.mesh.get_mut(&previous)
         {
-            record.links.remove(&object);
-            record.contributions.remove(&object);
-            self.recompute(previous, event, queue);
-        }
-        if let JoinState::Joined { mesh_object, .. } = correlation.outcome {
-            let Some(record) = self.objects.get(&object) else {
-                return;
+            if let Ok(at) = record.links.binary_search(&object) {
+                record.links.remove(at);
+            }
+            let withdrawn = match record
+                .contributions
+                .binary_search_by(|(o, _)| o.cmp(&object))
+            {
+                Ok(at) => record.contributions.remove(at).1,
+                Err(_) => Vec::new(),
             };
-            let outcome = flow(
-                &self.rules,
-                &object,
-                &record.attributes,
-                mesh_object,
-                event,
-                self.now,
-                self.new_trace(),
-            );
+            let changed = attributes_of(&withdrawn, &[]);
+            self.recompute(previous, event, Some(changed), queue);
+        }
+        if let JoinState::Joined { mesh_object, .. } = correlation.outcome
+            && let Some(outcome) = flowed
+        {
             self.trace.extend(outcome.trace.into_lines());
             self.transform_errors.extend(outcome.transform_errors);
+            let mut changed = Vec::new();
             if let Some(record) = self.mesh.get_mut(&mesh_object) {
-                record.links.insert(object.clone());
-                record.contributions.insert(object, outcome.contributions);
+                if let Err(at) = record.links.binary_search(&object) {
+                    record.links.insert(at, object.clone());
+                }
+                let added = outcome.contributions;
+                match record
+                    .contributions
+                    .binary_search_by(|(o, _)| o.cmp(&object))
+                {
+                    Ok(at) => {
+                        if let Some((_, slot)) = record.contributions.get_mut(at) {
+                            changed = attributes_of(slot, &added);
+                            *slot = added;
+                        }
+                    }
+                    Err(at) => {
+                        changed = attributes_of(&[], &added);
+                        record.contributions.insert(at, (object, added));
+                    }
+                }
             }
-            self.recompute(mesh_object, event, queue);
+            self.recompute(mesh_object, event, Some(changed), queue);
         }
     }
 
     /// The flow service's work for one mesh object, then projection and disconnector retries.
+    ///
+    /// `changed` names the attributes whose contributions changed, when only contributions did
+    /// (see [`UpdateSources::changed_attributes`]).
     fn recompute(
         &mut self,
         id: MeshObjectId,
         event: EventId,
+        changed: Option<Vec<AttributeName>>,
         queue: &mut VecDeque<ConnectorObjectRef>,
     ) {
-        let Some(record) = self.mesh.get(&id) else {
+        let trace = self.new_trace();
+        let Some(record) = self.mesh.get_mut(&id) else {
             return;
         };
-        let contributions: Vec<&Contribution> = record.contributions.values().flatten().collect();
+        let mut contributions: Vec<&Contribution> =
+            Vec::with_capacity(record.contributions.iter().map(|(_, c)| c.len()).sum());
+        contributions.extend(record.contributions.iter().flat_map(|(_, c)| c));
         let links: Vec<Link<'_>> = record
             .links
             .iter()
@@ -580,27 +712,25 @@ impl World {
                 })
             })
             .collect();
-        let update = update_mesh_object(
+        let was_new = record.state.version == 0;
+        let update = update_mesh_object_in_place(
             &self.rules,
-            &UpdateInput {
-                before: &record.state,
+            &mut record.state,
+            &UpdateSources {
                 contributions: &contributions,
                 overrides: &record.overrides,
                 links: &links,
                 cause: event,
+                changed_attributes: changed.as_deref(),
+                previous_composed: Some(&record.composed),
             },
             self.now,
-            self.new_trace(),
+            trace,
         );
-        let was_new = record.state.version == 0;
+        record.composed = update.composed;
+        let object_type = record.state.object_type.clone();
         self.trace.extend(update.trace.into_lines());
         self.transform_errors.extend(update.transform_errors);
-        let object_type = update.after.object_type.clone();
-        let anchor = update.after.anchor.clone();
-        if let Some(record) = self.mesh.get_mut(&id) {
-            record.state = update.after;
-            record.composed = update.composed;
-        }
         let Some(changed) = update.changed else {
             return;
         };
@@ -610,11 +740,15 @@ impl World {
             // Nothing waits to be joined: skip the searches (the common case of a full load).
             return;
         }
+        // The anchor never changes; only a new mesh object's can let a disconnector join.
+        let anchor = was_new
+            .then(|| self.mesh.get(&id).and_then(|r| r.state.anchor.clone()))
+            .flatten();
         let queries = retry_queries(
             &self.rules,
             &object_type,
             &changed.changes,
-            if was_new { anchor.as_deref() } else { None },
+            anchor.as_deref(),
         );
         for query in queries {
             let found = Directory(self).find_unjoined(
@@ -651,7 +785,10 @@ impl World {
         );
         self.trace.extend(projection.trace.into_lines());
         self.transform_errors.extend(projection.transform_errors);
-        self.exports.extend(projection.commands);
+        self.export_count += projection.commands.len() as u64;
+        if self.keep_exports {
+            self.exports.extend(projection.commands);
+        }
         if let Some(record) = self.mesh.get_mut(&id) {
             for (target, state) in projection.targets {
                 match state {
@@ -677,22 +814,34 @@ impl World {
             if !self.rules.is_join_target(object_type, folded) {
                 continue;
             }
-            let by_name = self
+            let slot = self
                 .attribute_index
-                .entry(object_type.clone())
-                .or_default()
-                .entry(folded.to_owned())
-                .or_default();
-            if let Some(old) = join_key(&change.old)
-                && let Some(set) = by_name.get_mut(&old)
+                .iter()
+                .position(|(t, name, _)| t == object_type && *name == change.name);
+            let slot = slot.unwrap_or_else(|| {
+                self.attribute_index.push((
+                    object_type.clone(),
+                    change.name.clone(),
+                    WorldMap::default(),
+                ));
+                self.attribute_index.len() - 1
+            });
+            let Some((_, _, by_name)) = self.attribute_index.get_mut(slot) else {
+                continue;
+            };
+            if let Some(old) = join_key_ref(&change.old)
+                && let Some(matches) = by_name.get_mut(old.as_ref())
+                && matches.remove(id)
             {
-                set.remove(&id);
-                if set.is_empty() {
-                    by_name.remove(&old);
-                }
+                by_name.remove(old.as_ref());
             }
-            if let Some(new) = join_key(&change.new) {
-                by_name.entry(new).or_default().insert(id);
+            if let Some(new) = join_key_ref(&change.new) {
+                match by_name.get_mut(new.as_ref()) {
+                    Some(matches) => matches.insert(id),
+                    None => {
+                        by_name.insert(new.into_owned(), Matches::One(id));
+                    }
+                }
             }
         }
     }
@@ -748,6 +897,12 @@ impl World {
     }
 }
 
+/// The attributes that two sets of contributions of one connector object set (repeats
+/// allowed: resolution sorts them out).
+fn attributes_of(old: &[Contribution], new: &[Contribution]) -> Vec<AttributeName> {
+    old.iter().chain(new).map(|c| c.attribute.clone()).collect()
+}
+
 /// The world as the ports see it.
 struct Directory<'a>(&'a World);
 
@@ -760,10 +915,10 @@ impl MeshDirectory for Directory<'_> {
     ) -> BTreeSet<MeshObjectId> {
         self.0
             .attribute_index
-            .get(object_type)
-            .and_then(|by_name| by_name.get(attribute.key()))
-            .and_then(|by_key| by_key.get(key))
-            .cloned()
+            .iter()
+            .find(|(t, name, _)| t == object_type && name == attribute)
+            .and_then(|(_, _, by_key)| by_key.get(key))
+            .map(|matches| matches.ids().iter().copied().collect())
             .unwrap_or_default()
     }
 
