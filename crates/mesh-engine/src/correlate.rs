@@ -23,6 +23,7 @@ use mesh_model::{
     JoinState, MeshObjectId, ObjectType, RuleName,
 };
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::port::{MeshDirectory, join_key, join_key_ref};
 use crate::rules::RuleSet;
@@ -86,7 +87,7 @@ pub struct JoinQuery {
 /// concurrent projections of the same anchor agree, and the store's unique anchor index turns
 /// the race into a join.
 pub fn mesh_object_id(object_type: &ObjectType, anchor: &str) -> MeshObjectId {
-    let mut name = Vec::with_capacity(object_type.as_str().len() + 1 + anchor.len());
+    let mut name: SmallVec<[u8; 96]> = SmallVec::new();
     name.extend_from_slice(object_type.as_str().as_bytes());
     name.push(0);
     name.extend_from_slice(anchor.as_bytes());

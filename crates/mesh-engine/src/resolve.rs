@@ -36,6 +36,7 @@ use mesh_model::{
     MeshObjectChanged, MeshObjectId, ObjectType, Value,
 };
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::flow::{Contribution, Source, TransformError, is_no_value};
 use crate::lifecycle::{Link, lifecycle};
@@ -171,6 +172,9 @@ pub struct InPlaceUpdate {
     /// Why.
     pub trace: Trace,
 }
+
+/// A short list for the length of one resolution: on the stack unless it grows long.
+type Scratch<T> = SmallVec<[T; 16]>;
 
 /// The order of contributions: the smallest key wins.
 fn rank(c: &Contribution) -> (Reverse<Confidence>, &Source) {
@@ -424,7 +428,7 @@ pub fn update_mesh_object_in_place(
 /// touches it. Attributes it never touches keep their value, so the change of the mesh object
 /// is computed from these alone, without comparing or copying the rest.
 #[derive(Default)]
-struct Journal(Vec<(AttributeName, Option<Value>)>);
+struct Journal(SmallVec<[(AttributeName, Option<Value>); 8]>);
 
 impl Journal {
     fn touched(&self, name: &AttributeName) -> bool {
@@ -507,9 +511,9 @@ fn resolve_all(
     // Grouping by attribute with a stable sort keeps each group in input order, so that an
     // attribute keeps the spelling of its first contribution and, of two equally ranked
     // contributions, the first wins. The groups come out in name order.
-    let mut by_attribute: Vec<&Contribution> = sources.contributions.to_vec();
+    let mut by_attribute: Scratch<&Contribution> = sources.contributions.iter().copied().collect();
     by_attribute.sort_by(|a, b| a.attribute.cmp(&b.attribute));
-    let mut winners: Vec<(&AttributeName, &Contribution)> = Vec::with_capacity(by_attribute.len());
+    let mut winners: Scratch<(&AttributeName, &Contribution)> = Scratch::new();
     for group in by_attribute.chunk_by(|a, b| a.attribute == b.attribute) {
         let Some((&first, rest)) = group.split_first() else {
             continue;
@@ -563,7 +567,7 @@ fn resolve_changed(
 ) {
     // An attribute not won by a flow rule is an override or a composer target: with the
     // overrides unchanged, these cover every attribute whose value is not its flow winner.
-    let mut revisit: Vec<&AttributeName> = changed
+    let mut revisit: Scratch<&AttributeName> = changed
         .iter()
         .chain(composers.iter().map(|r| &r.target_attribute))
         .chain(sources.overrides.keys())
@@ -735,9 +739,10 @@ fn apply_overrides(
 /// The id of the MeshObjectChanged a cause produced for a mesh object: deterministic, and
 /// distinct per mesh object because one event can change several (a disconnector retry).
 pub fn changed_event_id(cause: EventId, mesh_object: MeshObjectId) -> EventId {
-    let mut name = Vec::with_capacity(32);
-    name.extend_from_slice(cause.as_uuid().as_bytes());
-    name.extend_from_slice(mesh_object.as_uuid().as_bytes());
+    let mut name = [0u8; 32];
+    let (first, second) = name.split_at_mut(16);
+    first.copy_from_slice(cause.as_uuid().as_bytes());
+    second.copy_from_slice(mesh_object.as_uuid().as_bytes());
     const FLOW: IdNamespace = IdNamespace::new("flow");
     EventId::derive_in(FLOW, &name)
 }

@@ -26,6 +26,7 @@ use mesh_model::{
     AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
     EventId, ExportCommand, IdNamespace, JoinState, MeshObjectId, ObjectType, Value,
 };
+use smallvec::SmallVec;
 
 /// A connector object in the management space.
 #[derive(Debug, Clone, PartialEq)]
@@ -658,7 +659,7 @@ impl World {
         {
             self.trace.extend(outcome.trace.into_lines());
             self.transform_errors.extend(outcome.transform_errors);
-            let mut changed = Vec::new();
+            let mut changed = ChangedAttributes::new();
             if let Some(record) = self.mesh.get_mut(&mesh_object) {
                 if let Err(at) = record.links.binary_search(&object) {
                     record.links.insert(at, object.clone());
@@ -692,17 +693,19 @@ impl World {
         &mut self,
         id: MeshObjectId,
         event: EventId,
-        changed: Option<Vec<AttributeName>>,
+        changed: Option<ChangedAttributes>,
         queue: &mut VecDeque<ConnectorObjectRef>,
     ) {
         let trace = self.new_trace();
         let Some(record) = self.mesh.get_mut(&id) else {
             return;
         };
-        let mut contributions: Vec<&Contribution> =
-            Vec::with_capacity(record.contributions.iter().map(|(_, c)| c.len()).sum());
-        contributions.extend(record.contributions.iter().flat_map(|(_, c)| c));
-        let links: Vec<Link<'_>> = record
+        let contributions: SmallVec<[&Contribution; 16]> = record
+            .contributions
+            .iter()
+            .flat_map(|(_, contributions)| contributions)
+            .collect();
+        let links: SmallVec<[Link<'_>; 4]> = record
             .links
             .iter()
             .filter_map(|object| {
@@ -727,6 +730,8 @@ impl World {
             self.now,
             trace,
         );
+        // The borrowed lists end here, before the record is written.
+        drop((contributions, links));
         record.composed = update.composed;
         let object_type = record.state.object_type.clone();
         self.trace.extend(update.trace.into_lines());
@@ -897,9 +902,12 @@ impl World {
     }
 }
 
+/// The attributes whose contributions changed (see [`UpdateSources::changed_attributes`]).
+type ChangedAttributes = SmallVec<[AttributeName; 8]>;
+
 /// The attributes that two sets of contributions of one connector object set (repeats
 /// allowed: resolution sorts them out).
-fn attributes_of(old: &[Contribution], new: &[Contribution]) -> Vec<AttributeName> {
+fn attributes_of(old: &[Contribution], new: &[Contribution]) -> ChangedAttributes {
     old.iter().chain(new).map(|c| c.attribute.clone()).collect()
 }
 
