@@ -625,17 +625,17 @@ pub async fn lock_by_keys(
 
 /// What a result does to its export.
 #[derive(Debug, Clone)]
-pub struct ExportUpdate<'a> {
+pub struct ExportUpdate {
     /// The row.
     pub seq: i64,
     /// Its new state.
     pub state: ExportState,
     /// The agent's answer (`applied`, ...).
-    pub result: &'a str,
+    pub result: &'static str,
     /// What the target said.
-    pub message: &'a str,
+    pub message: String,
     /// The target object id, when the result told it.
-    pub target_object_id: Option<&'a str>,
+    pub target_object_id: Option<String>,
     /// For a retry: when to send again.
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -643,7 +643,7 @@ pub struct ExportUpdate<'a> {
 /// Applies results to their exports.
 pub async fn update_exports(
     conn: &mut PgConnection,
-    updates: &[ExportUpdate<'_>],
+    updates: &[ExportUpdate],
 ) -> Result<(), StoreError> {
     if updates.is_empty() {
         return Ok(());
@@ -651,8 +651,11 @@ pub async fn update_exports(
     let seqs: Vec<i64> = updates.iter().map(|u| u.seq).collect();
     let states: Vec<&str> = updates.iter().map(|u| u.state.as_str()).collect();
     let results: Vec<&str> = updates.iter().map(|u| u.result).collect();
-    let messages: Vec<&str> = updates.iter().map(|u| u.message).collect();
-    let object_ids: Vec<Option<&str>> = updates.iter().map(|u| u.target_object_id).collect();
+    let messages: Vec<&str> = updates.iter().map(|u| u.message.as_str()).collect();
+    let object_ids: Vec<Option<&str>> = updates
+        .iter()
+        .map(|u| u.target_object_id.as_deref())
+        .collect();
     let next: Vec<Option<DateTime<Utc>>> = updates.iter().map(|u| u.next_attempt_at).collect();
     sqlx::query(
         "UPDATE exports e SET status = t.status, result = t.result, message = t.message, \
@@ -733,16 +736,14 @@ pub async fn list(pool: &PgPool, filter: &ExportFilter) -> Result<Vec<ExportRow>
     rows.iter().map(export_row).collect()
 }
 
-/// Counts exports per target and state; only the open ones (queued, held, sent) when `open`.
-pub async fn counts(
+/// Counts the open exports (queued, held, sent) per target and state.
+pub async fn open_counts(
     pool: &PgPool,
-    open: bool,
 ) -> Result<BTreeMap<(String, ExportState), i64>, StoreError> {
     let rows = sqlx::query(
         "SELECT target, status, count(*) FROM exports \
-         WHERE NOT $1 OR status IN ('queued', 'held', 'sent') GROUP BY target, status",
+         WHERE status IN ('queued', 'held', 'sent') GROUP BY target, status",
     )
-    .bind(open)
     .fetch_all(pool)
     .await
     .map_err(StoreError::query("counting exports"))?;

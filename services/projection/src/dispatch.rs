@@ -135,7 +135,7 @@ impl Dispatcher {
     }
 
     async fn refresh_gauges(&self) -> Result<(), StoreError> {
-        let counts = projection::counts(&self.pool, true).await?;
+        let counts = projection::open_counts(&self.pool).await?;
         self.metrics.open.clear();
         self.metrics.guard_held.clear();
         for ((target, state), n) in counts {

@@ -70,7 +70,7 @@ impl BatchHandler for ResultsHandler {
             .map_err(store_error)?;
 
         let now = Utc::now();
-        let mut updates: BTreeMap<i64, ExportUpdateOwned> = BTreeMap::new();
+        let mut updates: BTreeMap<i64, ExportUpdate> = BTreeMap::new();
         let mut learned: Vec<(MeshObjectId, String, String)> = Vec::new();
         let mut entries = Vec::new();
         let mut outgoing = Vec::new();
@@ -135,7 +135,8 @@ impl BatchHandler for ResultsHandler {
             }
             updates.insert(
                 row.seq,
-                ExportUpdateOwned {
+                ExportUpdate {
+                    seq: row.seq,
                     state,
                     result: status,
                     message: result.message.clone(),
@@ -144,17 +145,7 @@ impl BatchHandler for ResultsHandler {
                 },
             );
         }
-        let list: Vec<ExportUpdate<'_>> = updates
-            .iter()
-            .map(|(seq, u)| ExportUpdate {
-                seq: *seq,
-                state: u.state,
-                result: u.result,
-                message: &u.message,
-                target_object_id: u.target_object_id.as_deref(),
-                next_attempt_at: u.next_attempt_at,
-            })
-            .collect();
+        let list: Vec<ExportUpdate> = updates.into_values().collect();
         projection::update_exports(&mut tx, &list)
             .await
             .map_err(store_error)?;
@@ -166,21 +157,11 @@ impl BatchHandler for ResultsHandler {
             .await
             .map_err(store_error)?;
         self.stage.commit(tx, &entries, outgoing).await?;
-        if !updates.is_empty() {
+        if !list.is_empty() {
             self.wake.notify_one();
         }
         Ok(())
     }
-}
-
-/// An [`ExportUpdate`] that owns its strings.
-#[derive(Debug)]
-struct ExportUpdateOwned {
-    state: ExportState,
-    result: &'static str,
-    message: String,
-    target_object_id: Option<String>,
-    next_attempt_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// The failed command, as a dead letter of the projection stage.
