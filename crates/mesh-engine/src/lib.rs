@@ -28,6 +28,7 @@ pub mod load;
 pub mod port;
 pub mod project;
 pub mod resolve;
+pub mod risk;
 pub mod rules;
 pub mod trace;
 pub mod yaml;

@@ -17,11 +17,14 @@ use std::time::Duration;
 use mesh_expr::{Diagnostic, Severity, compile, compile_filter};
 use mesh_model::{AttributeName, Confidence, ConnectorId, ObjectType, RuleName};
 
+use crate::risk::AccessPolicy;
 use crate::rules::{
     ComposerRule, Connector, ConnectorKind, Deprovision, Direction, FlowRule, JoinRule, Origin,
     ProjectionRule, RuleSet, Script,
 };
 use crate::yaml::{Key, Node, NodeKind, Position, parse_documents};
+
+mod policy;
 
 /// The only `apiVersion` understood.
 pub const API_VERSION: &str = "identitymesh.io/v1";
@@ -120,6 +123,7 @@ enum Document {
     Flow(FlowRule, Spots),
     Projection(ProjectionRule, Spots),
     Composer(ComposerRule, Spots),
+    Policy(AccessPolicy),
 }
 
 /// Positions of the fields the cross-document checks point at.
@@ -477,6 +481,7 @@ const KINDS: &[&str] = &[
     "FlowRule",
     "ProjectionRule",
     "MeshComposerRule",
+    "AccessPolicy",
 ];
 
 impl Loader {
@@ -650,6 +655,7 @@ impl Loader {
         for (file, document) in &documents {
             let origin = match document {
                 Document::Connector(_) => continue,
+                Document::Policy(p) => &p.origin,
                 Document::Join(r, _) => &r.origin,
                 Document::Flow(r, _) => &r.origin,
                 Document::Projection(r, _) => &r.origin,
@@ -660,6 +666,19 @@ impl Loader {
             }
             match document {
                 Document::Connector(_) => {}
+                Document::Policy(policy) => match &rule_set.access_policy {
+                    Some(first) => error(
+                        file,
+                        policy.origin.position,
+                        "duplicate-policy",
+                        format!(
+                            "a rule set holds one AccessPolicy, and `{}` ({}) is already one; \
+                             put every access rule in it, in order",
+                            first.name, first.origin
+                        ),
+                    ),
+                    None => rule_set.access_policy = Some(policy.clone()),
+                },
                 Document::Join(rule, spots) => {
                     if !check_connector(
                         &mut error,
@@ -950,6 +969,10 @@ fn read_document(ctx: &mut Ctx<'_>, node: &Node) -> Option<Document> {
         "Connector" => {
             let id = parse_with(ctx, &name, "invalid-name", ConnectorId::parse);
             read_connector(ctx, spec, &spec_what, id, origin).map(Document::Connector)
+        }
+        "AccessPolicy" => {
+            let id = parse_with(ctx, &name, "invalid-name", RuleName::parse);
+            policy::read_policy(ctx, spec, &spec_what, id, origin).map(Document::Policy)
         }
         _ => {
             let rule_name = parse_with(ctx, &name, "invalid-name", RuleName::parse);

@@ -48,6 +48,8 @@ pub enum ConnectorKind {
     /// `ldap`: a directory that is both imported (from an export or a sync) and provisioned,
     /// such as a corporate Active Directory.
     Ldap,
+    /// `risk`: the risk service, contributing each identity's risk level (docs/risk.md).
+    Risk,
 }
 
 impl ConnectorKind {
@@ -60,6 +62,7 @@ impl ConnectorKind {
         (Self::PostgresTarget, "postgres-target"),
         (Self::LdapTarget, "ldap-target"),
         (Self::Ldap, "ldap"),
+        (Self::Risk, "risk"),
     ];
 
     /// Returns the YAML spelling.
@@ -82,7 +85,7 @@ impl ConnectorKind {
     pub fn imports(self) -> bool {
         matches!(
             self,
-            Self::HrCsv | Self::HrJson | Self::ScimInbound | Self::Ldap
+            Self::HrCsv | Self::HrJson | Self::ScimInbound | Self::Ldap | Self::Risk
         )
     }
 
@@ -327,6 +330,8 @@ pub struct RuleSet {
     pub(crate) by_connector: Vec<(ConnectorId, ConnectorRules)>,
     pub(crate) by_object_type: Vec<(ObjectType, ObjectTypeRules)>,
     pub(crate) version: u64,
+    /// The `AccessPolicy`, when the rule set has one (the risk service's).
+    pub(crate) access_policy: Option<crate::risk::AccessPolicy>,
 }
 
 impl RuleSet {
@@ -376,6 +381,11 @@ impl RuleSet {
     /// Returns the connector named `name`.
     pub fn connector(&self, name: &ConnectorId) -> Option<&Connector> {
         self.for_connector(name).map(|r| &r.connector)
+    }
+
+    /// Returns the access policy of the risk service, when the rule set has one.
+    pub fn access_policy(&self) -> Option<&crate::risk::AccessPolicy> {
+        self.access_policy.as_ref()
     }
 
     /// Iterates over the connectors in name order.

@@ -20,11 +20,13 @@
 mod database;
 mod nats;
 mod redis_prefix;
+mod redis_server;
 mod slapd;
 
 pub use database::TestDatabase;
 pub use nats::NatsServer;
 pub use redis_prefix::RedisPrefix;
+pub use redis_server::RedisServer;
 pub use slapd::Slapd;
 
 /// Polls `$cond` (an expression that may `.await`) every 20 ms until it is true, panicking with

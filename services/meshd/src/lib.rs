@@ -38,6 +38,8 @@ pub struct ServiceContext {
     pub metrics: MetricsRegistry,
     /// The streams and consumers.
     pub topology: Topology,
+    /// The readiness checks behind `/readyz`, for services that add their own.
+    pub readiness: Readiness,
 }
 
 /// Runs a service until the token is cancelled; returning early (Ok or Err) shuts the
@@ -104,6 +106,24 @@ pub const SERVICES: &[ServiceDef] = &[
                     provisioning_agent::run(c.config, c.bus, c.pool, c.metrics, c.topology, t)
                         .await?,
                 )
+            })
+        },
+    },
+    ServiceDef {
+        name: "risk",
+        about: "signals and lifecycle -> risk state in Redis -> AccessDecision over gRPC",
+        run: |c, t| {
+            Box::pin(async move {
+                Ok(risk::run(
+                    c.config,
+                    c.bus,
+                    c.pool,
+                    c.metrics,
+                    c.topology,
+                    c.readiness,
+                    t,
+                )
+                .await?)
             })
         },
     },
@@ -176,7 +196,7 @@ impl App {
                     .map_err(|e| error_chain(&e))
             }
         }));
-        let admin = AdminServer::bind(config.admin.listen, readiness, metrics.clone())
+        let admin = AdminServer::bind(config.admin.listen, readiness.clone(), metrics.clone())
             .await
             .context("binding the admin server")?;
 
@@ -188,6 +208,7 @@ impl App {
                 pool,
                 metrics,
                 topology,
+                readiness,
             },
             services,
             admin,

@@ -73,6 +73,49 @@ pub struct MeshConfig {
     pub rules: RulesConfig,
     /// The projection service's export retries, grace timer and mass-deletion guard.
     pub projection: ProjectionConfig,
+    /// The risk service's gRPC listener, Redis keys, audit sampling and tokens.
+    pub risk: RiskConfig,
+}
+
+/// The risk service (docs/risk.md): where AccessDecision listens, how it uses Redis, which
+/// allows it audits, and who may call it. Its policy is the rule set's `AccessPolicy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RiskConfig {
+    /// gRPC listen address (AccessDecision, health, reflection). Default `0.0.0.0:50052`.
+    pub listen: SocketAddr,
+    /// Prefix of every Redis key the service writes. Default `mesh:risk:`.
+    pub key_prefix: String,
+    /// Longest wait for Redis in one decision before the safe default applies. Default 50ms.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub redis_timeout: Duration,
+    /// Share of allow decisions written to the audit log, 0 to 1; denies and step-ups are
+    /// always written. Default 0.01.
+    pub audit_allow_sample: f64,
+    /// SHA-256 (hex) of the bearer tokens callers must present. Empty: no authentication (for
+    /// a mesh reachable only inside its network policy); the service logs a warning.
+    pub token_sha256: Vec<String>,
+    /// The connector the risk level is contributed from (`RiskLevel`), or empty to contribute
+    /// nothing. Default `risk`.
+    pub feedback_connector: String,
+    /// How long an identity's risk state lives after its last signal. Default 30d.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub state_ttl: Duration,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50052)),
+            key_prefix: "mesh:risk:".to_owned(),
+            redis_timeout: Duration::from_millis(50),
+            audit_allow_sample: 0.01,
+            token_sha256: Vec::new(),
+            feedback_connector: "risk".to_owned(),
+            state_ttl: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// The projection service: how it retries exports, how often its grace timer looks for due

@@ -204,6 +204,27 @@ pub const PROJECTION_EXPORTS_HELD: MetricDef = MetricDef::gauge(
     "Deprovisions the mass-deletion guard holds until `meshctl exports approve`, by target connector.",
 );
 
+/// Access decisions the risk service made, by decision (`allow`, `deny`, `require_mfa`,
+/// `limit`) and whether the safe default applied because Redis was unavailable.
+pub const RISK_DECISIONS: MetricDef = MetricDef::counter(
+    "mesh_risk_decisions",
+    "Access decisions made by the risk service, by decision and degraded (true when Redis was unavailable and the safe default applied).",
+);
+
+/// Risk signals the risk service took in, by kind (`signin`, `posture`) and outcome
+/// (`applied`, `duplicate`).
+pub const RISK_SIGNALS: MetricDef = MetricDef::counter(
+    "mesh_risk_signals",
+    "Risk signals taken in by the risk service, by kind and outcome (applied or duplicate).",
+);
+
+/// 1 while the risk service reaches Redis, 0 while its decisions fall back to the safe
+/// default.
+pub const RISK_REDIS_UP: MetricDef = MetricDef::gauge(
+    "mesh_risk_redis_up",
+    "1 while the risk service reaches Redis; 0 while decisions fall back to the safe default.",
+);
+
 /// Every metric declared here, for docs and uniqueness checks.
 pub const ALL: &[MetricDef] = &[
     BUS_MESSAGES_CONSUMED,
@@ -226,6 +247,9 @@ pub const ALL: &[MetricDef] = &[
     PROJECTION_EXPORTS_OPEN,
     PROJECTION_EXPORTS_HELD,
     PROVISIONING_EXPORTS,
+    RISK_DECISIONS,
+    RISK_SIGNALS,
+    RISK_REDIS_UP,
 ];
 
 /// Buckets for [`BUS_BATCH_SIZE`]: powers of two up to 1024.

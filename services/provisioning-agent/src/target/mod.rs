@@ -254,7 +254,10 @@ pub fn build(connector: &Connector, env: EnvLookup<'_>) -> Result<TargetEntry, S
         ConnectorKind::LdapTarget | ConnectorKind::Ldap => {
             Arc::new(ldap::LdapTarget::from_settings(&mut settings, &common)?)
         }
-        ConnectorKind::HrCsv | ConnectorKind::HrJson | ConnectorKind::ScimInbound => {
+        ConnectorKind::HrCsv
+        | ConnectorKind::HrJson
+        | ConnectorKind::ScimInbound
+        | ConnectorKind::Risk => {
             return Err(settings.error(format!(
                 "a {} connector is not a target the provisioning agent can write to",
                 connector.kind.as_str()
