@@ -766,8 +766,23 @@ fn mfa_fresh(policy: &AccessPolicy, state: &RiskState, request: &AccessRequest) 
     }
 }
 
+/// The reserved names, parsed once: a decision sets about thirty of them.
+static RESERVED: std::sync::LazyLock<Vec<(&'static str, AttributeName)>> =
+    std::sync::LazyLock::new(|| {
+        REQUEST_NAMES
+            .iter()
+            .chain(RISK_NAMES)
+            .chain(IDENTITY_NAMES)
+            .filter_map(|n| AttributeName::parse(n).ok().map(|a| (*n, a)))
+            .collect()
+    });
+
 fn set(attributes: &mut Attributes, name: &str, value: Value) {
-    if let Ok(name) = AttributeName::parse(name) {
+    let parsed = match RESERVED.iter().find(|(n, _)| *n == name) {
+        Some((_, a)) => Some(a.clone()),
+        None => AttributeName::parse(name).ok(),
+    };
+    if let Some(name) = parsed {
         attributes.insert(name, value);
     }
 }

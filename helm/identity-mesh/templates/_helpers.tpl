@@ -53,6 +53,7 @@ The workloads to deploy, as a list of dicts:
   args       meshd arguments
   spec       the values entry (monolith or services.<name>)
   scim       true when the pod runs the connector agent's SCIM listener
+  grpc       true when the pod runs the risk service's gRPC listener (AccessDecision)
 Rendered as YAML and read back with fromYaml by the templates that range over it.
 */}}
 {{- define "identity-mesh.workloads" -}}
@@ -62,6 +63,7 @@ workloads:
     args: ["run", "all"]
     spec: {{ toJson .Values.monolith }}
     scim: true
+    grpc: true
 {{- else }}
 {{- range $name, $svc := .Values.services }}
 {{- if $svc.enabled }}
@@ -69,6 +71,7 @@ workloads:
     args: ["run", {{ $name | quote }}]
     spec: {{ toJson $svc }}
     scim: {{ eq $name "connector-agent" }}
+    grpc: {{ eq $name "risk" }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -80,9 +83,15 @@ workloads:
 {{- $ca.port | default 8080 | int }}
 {{- end }}
 
+{{/* The risk service's gRPC port (AccessDecision, grpc.health.v1, reflection). */}}
+{{- define "identity-mesh.grpcPort" -}}
+{{- $risk := index .Values.services "risk" | default dict }}
+{{- $risk.port | default 50052 | int }}
+{{- end }}
+
 {{/*
-meshd's configuration: .Values.config plus what the chart owns (listen addresses, the NATS
-credentials file path), rendered as TOML.
+meshd's configuration: .Values.config plus what the chart owns (listen addresses: admin,
+connector_agent, risk; the NATS credentials file path), rendered as TOML.
 */}}
 {{- define "identity-mesh.configToml" -}}
 {{- $config := deepCopy .Values.config }}
@@ -92,6 +101,9 @@ credentials file path), rendered as TOML.
 {{- $ca := get $config "connector_agent" | default dict }}
 {{- $_ := set $ca "listen" (printf "0.0.0.0:%s" (include "identity-mesh.scimPort" .)) }}
 {{- $_ := set $config "connector_agent" $ca }}
+{{- $risk := get $config "risk" | default dict }}
+{{- $_ := set $risk "listen" (printf "0.0.0.0:%s" (include "identity-mesh.grpcPort" .)) }}
+{{- $_ := set $config "risk" $risk }}
 {{- if .Values.secrets.natsCredentials.name }}
 {{- $nats := get $config "nats" | default dict }}
 {{- $_ := set $nats "credentials_file" (printf "/etc/identity-mesh/nats/%s" .Values.secrets.natsCredentials.key) }}

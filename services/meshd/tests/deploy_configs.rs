@@ -10,7 +10,9 @@
 //!   configuration was accepted, exit 2 names the key it refused);
 //! - every command they run exists (`meshd run <service>` resolves, subcommands exist), every
 //!   service meshd can run has its compose container, Prometheus target and chart entry;
-//! - ports and probe paths agree with the config and the admin server's routes;
+//! - ports and probe paths agree with the config and the admin server's routes (admin, the
+//!   connector agent's SCIM port, the risk service's gRPC port: Dockerfile EXPOSE, compose,
+//!   chart values and templates, kustomize); the risk container waits for a healthy Redis;
 //! - values.yaml (and each `ci/` file merged over it) validates against values.schema.json, and
 //!   bad values are refused; every `.Values` path a template reads is declared in the schema;
 //!   the commented `networkPolicy.egress.provisioningTargets` example validates and matches the
@@ -26,7 +28,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mesh_runtime::admin::{AdminServer, Readiness};
-use mesh_runtime::config::MeshConfig;
+use mesh_runtime::config::{MeshConfig, RiskConfig};
 use mesh_runtime::metrics::{MetricKind, MetricsRegistry, names};
 use mesh_runtime::shutdown::Shutdown;
 use serde_json::{Map, Value, json};
@@ -35,11 +37,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Metrics the dashboard and alerts use that services still to land must export, with these
 /// names (docs/observability.md, "Metric contract"). A name moves out of this list when its
 /// service adds it to crates/mesh-runtime/src/metrics/names.rs.
-const CONTRACT_METRICS: &[&str] = &[
-    "mesh_connector_hr_extracts_held",
-    "mesh_risk_redis_up",
-    "mesh_risk_decisions_total",
-];
+const CONTRACT_METRICS: &[&str] = &["mesh_connector_hr_extracts_held"];
 
 /// A service name meshd does not know: `meshd run` loads the configuration, then refuses it.
 const NO_SUCH_SERVICE: &str = "deploy-configs-check";
@@ -107,6 +105,11 @@ fn shipped_meshd_toml_files_load() {
             config.connector_agent.listen.port(),
             8080,
             "{rel}: SCIM port"
+        );
+        assert_eq!(
+            config.risk.listen.port(),
+            50052,
+            "{rel}: the risk service's gRPC port (EXPOSE, compose, chart, kustomize use 50052)"
         );
         assert!(
             config.shutdown.grace_period < Duration::from_secs(30),
@@ -203,6 +206,10 @@ fn chart_config_toml(values: &Value) -> String {
         .unwrap_or(8080);
     agent.insert("listen".into(), json!(format!("0.0.0.0:{scim_port}")));
     config.insert("connector_agent".into(), Value::Object(agent));
+    let mut risk = section(&mut config, "risk");
+    let grpc_port = values["services"]["risk"]["port"].as_u64().unwrap_or(50052);
+    risk.insert("listen".into(), json!(format!("0.0.0.0:{grpc_port}")));
+    config.insert("risk".into(), Value::Object(risk));
     let creds = &values["secrets"]["natsCredentials"];
     if creds["name"].as_str().is_some_and(|n| !n.is_empty()) {
         let mut nats = section(&mut config, "nats");
@@ -242,6 +249,11 @@ fn chart_values_render_a_config_meshd_loads() {
             u64::from(config.admin.listen.port()),
             values["adminPort"].as_u64().unwrap(),
             "{name}"
+        );
+        assert_eq!(
+            u64::from(config.risk.listen.port()),
+            values["services"]["risk"]["port"].as_u64().unwrap(),
+            "{name}: risk.listen is rendered from services.risk.port"
         );
         let grace = values["terminationGracePeriodSeconds"].as_u64().unwrap();
         assert!(
@@ -466,6 +478,15 @@ fn chart_values_match_the_schema() {
         ("config", json!({"bus": {"ack_wait": "thirty seconds"}})),
         ("config", json!({"postgres": {"url": "mysql://db/x"}})),
         ("config", json!({"admin": {"listen": "0.0.0.0:1"}})),
+        // The chart owns risk.listen (services.risk.port); meshd refuses what follows.
+        ("config", json!({"risk": {"listen": "0.0.0.0:1"}})),
+        ("config", json!({"risk": {"audit_allow_sample": 2}})),
+        (
+            "config",
+            json!({"risk": {"token_sha256": ["not-a-digest"]}}),
+        ),
+        ("config", json!({"risk": {"redis_timeout": "fast"}})),
+        ("services", json!({"risk": {"port": 0}})),
         (
             "services",
             json!({"corelation": {"enabled": true, "replicas": 1}}),
@@ -833,6 +854,17 @@ fn every_service_has_a_container_a_scrape_target_and_a_chart_entry() {
                 service["depends_on"]["migrate"]["condition"], "service_completed_successfully",
                 "compose {name} must wait for the migration"
             );
+            // The risk service keeps its state in Redis (and its /readyz checks it).
+            if args[1..].iter().any(|s| s == "risk" || s == "all") {
+                assert_eq!(
+                    service["depends_on"]["redis"]["condition"], "service_healthy",
+                    "compose {name} runs risk: it must wait for Redis to be healthy"
+                );
+                assert!(
+                    compose["services"]["redis"]["healthcheck"]["test"].is_array(),
+                    "compose needs a redis service with a healthcheck"
+                );
+            }
         }
     }
     // Each service meshd can run gets its own container (and `all` goes then).
@@ -1041,6 +1073,7 @@ fn image_ports_and_probes_match_the_config_defaults() {
     let defaults = MeshConfig::default();
     let admin = defaults.admin.listen.port();
     let scim = defaults.connector_agent.listen.port();
+    let grpc = defaults.risk.listen.port();
     let dockerfile = read("deploy/Dockerfile");
     assert!(
         dockerfile.contains(&format!("EXPOSE {admin}")),
@@ -1049,6 +1082,10 @@ fn image_ports_and_probes_match_the_config_defaults() {
     assert!(
         dockerfile.contains(&format!("EXPOSE {scim}")),
         "Dockerfile EXPOSE {scim}"
+    );
+    assert!(
+        dockerfile.contains(&format!("EXPOSE {grpc}")),
+        "Dockerfile EXPOSE {grpc} (the risk service's gRPC port)"
     );
     assert!(
         dockerfile.contains(&format!("\"http://127.0.0.1:{admin}/healthz\"")),
@@ -1060,11 +1097,55 @@ fn image_ports_and_probes_match_the_config_defaults() {
         chart_values(None)["services"]["connector-agent"]["port"],
         json!(scim)
     );
+    assert_eq!(
+        chart_values(None)["services"]["risk"]["port"],
+        json!(RiskConfig::default().listen.port()),
+        "{CHART}/values.yaml services.risk.port is the default risk.listen port"
+    );
 
     let deployment = read(&format!("{CHART}/templates/deployment.yaml"));
     for probe in ["path: /healthz", "path: /readyz"] {
         assert!(deployment.contains(probe), "chart deployment lacks {probe}");
     }
+    // The probes stay on the admin port; the risk pods (and the monolith's) get a `grpc` port,
+    // in the Deployment, the Service and the NetworkPolicy.
+    assert!(
+        !deployment.contains("port: grpc"),
+        "probes go to the admin port"
+    );
+    let helpers = read(&format!("{CHART}/templates/_helpers.tpl"));
+    assert!(
+        helpers.contains(r#"grpc: {{ eq $name "risk" }}"#),
+        "the workloads helper no longer marks the risk Deployment as serving gRPC"
+    );
+    for template in ["deployment.yaml", "service.yaml"] {
+        let text = read(&format!("{CHART}/templates/{template}"));
+        assert!(
+            text.contains("{{- if $w.grpc }}")
+                && text.contains("- name: grpc")
+                && text.contains(r#"include "identity-mesh.grpcPort" $root"#),
+            "{template} does not expose the grpc port of the risk service"
+        );
+    }
+    let policy = read(&format!("{CHART}/templates/networkpolicy.yaml"));
+    assert!(
+        policy.contains("- port: grpc") && policy.contains("$np.grpcFrom"),
+        "networkpolicy.yaml has no ingress rule for the grpc port"
+    );
+
+    // Compose publishes the risk service's gRPC port as configured in its meshd.toml.
+    let compose = yaml("docker-compose.yml");
+    let compose_grpc = load_config(&root().join("deploy/meshd/meshd.toml"))
+        .risk
+        .listen
+        .port();
+    let risk_ports = args_of(&compose["services"]["risk"]["ports"]);
+    assert!(
+        risk_ports
+            .iter()
+            .any(|p| p.ends_with(&format!(":{compose_grpc}"))),
+        "compose risk publishes {risk_ports:?}, not risk.listen's port {compose_grpc}"
+    );
     let kustomize = yaml("deploy/kustomize/base/deployment.yaml");
     let container = &kustomize["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
@@ -1088,6 +1169,21 @@ fn image_ports_and_probes_match_the_config_defaults() {
     assert_eq!(
         ports["scim"],
         u64::from(kustomize_config.connector_agent.listen.port())
+    );
+    // `run all` includes the risk service.
+    assert_eq!(
+        ports["grpc"],
+        u64::from(kustomize_config.risk.listen.port())
+    );
+    let service = yaml("deploy/kustomize/base/service.yaml");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "grpc" && p["port"] == json!(ports["grpc"])),
+        "the kustomize Service has no grpc port {}",
+        ports["grpc"]
     );
 }
 

@@ -65,9 +65,6 @@ pub enum RiskError {
     /// The rules could not be loaded.
     #[error(transparent)]
     Rules(#[from] RulesError),
-    /// The rule set has no `AccessPolicy`.
-    #[error("the rule set has no AccessPolicy document; the risk service needs one (docs/risk.md)")]
-    NoPolicy,
     /// The configuration is unusable.
     #[error("risk configuration: {0}")]
     Config(String),
@@ -196,7 +193,13 @@ impl Risk {
         metrics: RiskMetrics,
         audit: AuditWriter,
     ) -> Result<Self, RiskError> {
-        let policy = rules.access_policy().ok_or(RiskError::NoPolicy)?.clone();
+        let policy = match rules.access_policy() {
+            Some(policy) => policy.clone(),
+            None => {
+                tracing::warn!("the rule set has no AccessPolicy: every decision is deny until one is added (docs/risk.md)");
+                no_policy()
+            }
+        };
         let feedback = if config.feedback_connector.is_empty() {
             None
         } else {
@@ -506,6 +509,23 @@ impl Risk {
     /// Returns the policy set version (the rule set's).
     pub fn policy_version(&self) -> u64 {
         self.policy_version
+    }
+}
+
+/// The policy of a rule set without an `AccessPolicy`: no rules, deny. The service still
+/// keeps risk state and contributes risk levels, so adding a policy later changes only the
+/// decisions.
+fn no_policy() -> AccessPolicy {
+    AccessPolicy {
+        name: mesh_model::RuleName::parse("no-access-policy")
+            .unwrap_or_else(|_| unreachable!("a valid rule name")),
+        default: Verdict::Deny,
+        default_scope: None,
+        degraded: Verdict::Deny,
+        identity: mesh_engine::risk::IdentitySettings::default(),
+        scoring: mesh_engine::risk::Scoring::default(),
+        rules: Vec::new(),
+        origin: mesh_engine::rules::Origin::default(),
     }
 }
 

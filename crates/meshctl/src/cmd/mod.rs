@@ -2,6 +2,7 @@
 //! function returning the process exit status; add a group by adding a variant here.
 
 pub mod bench;
+pub mod decide;
 pub mod exports;
 pub mod expr;
 pub mod import;
@@ -27,6 +28,8 @@ pub enum Command {
     Import(import::ImportArgs),
     /// List export commands by target and state; approve what the mass-deletion guard holds.
     Exports(exports::ExportsArgs),
+    /// Ask the risk service for an access decision and show why.
+    Decide(decide::DecideArgs),
     /// Measure a running mesh (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -41,5 +44,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(args),
         Command::Bench(command) => bench::run(command),
         Command::Exports(args) => exports::run(args),
+        Command::Decide(args) => decide::run(args),
     }
 }

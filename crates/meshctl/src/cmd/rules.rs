@@ -73,7 +73,7 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             }
             match &validation.rule_set {
                 Some(rules) => println!(
-                    "{} files valid: {} connectors, {} join, {} inbound and {} outbound flow, {} projection, {} composer rules; {warnings} warning(s)",
+                    "{} files valid: {} connectors, {} join, {} inbound and {} outbound flow, {} projection, {} composer rules, {} access policy rules; {warnings} warning(s)",
                     sources.len(),
                     rules.connectors().count(),
                     rules.all_join_rules().count(),
@@ -91,6 +91,7 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                         .iter()
                         .map(|t| rules.composer_rules(t).len())
                         .sum::<usize>(),
+                    rules.access_policy().map_or(0, |p| p.rules.len()),
                 ),
                 None => eprintln!("{errors} error(s), {warnings} warning(s)"),
             }

@@ -1,0 +1,270 @@
+//! `meshctl decide` against a risk service running in this test process, on a real
+//! nats-server, PostgreSQL and Redis, with the reference policy of examples/rules. The
+//! identities are written into the risk service's Redis state as its lifecycle consumer would.
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use mesh_bus::{Bus, ConsumerSettings, Topology};
+use mesh_engine::SourceFile;
+use mesh_model::{AttributeName, Attributes, LifecycleState, Value};
+use mesh_runtime::config::RiskConfig;
+use mesh_runtime::metrics::MetricsRegistry;
+use mesh_testkit::{NatsServer, RedisPrefix, TestDatabase};
+use risk::state::ObjectRecord;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "meshctl-decide-token";
+
+fn rules() -> mesh_engine::RuleSet {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules");
+    let sources: Vec<SourceFile> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            SourceFile::new(
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
+        .collect();
+    mesh_engine::load(&sources).unwrap()
+}
+
+fn user(id: &str, name: &str, lifecycle: LifecycleState) -> ObjectRecord {
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        AttributeName::parse("SamAccountName").unwrap(),
+        Value::from(name),
+    );
+    ObjectRecord {
+        id: id.to_owned(),
+        object_type: "User".to_owned(),
+        lifecycle,
+        version: 1,
+        joined_at: Utc::now() - Duration::days(90),
+        attributes,
+    }
+}
+
+fn meshctl(url: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meshctl"));
+    command
+        .arg("decide")
+        .args(args)
+        .env("MESHCTL_RISK_URL", url)
+        .env_remove("MESHCTL_RISK_TOKEN");
+    if let Some(token) = token {
+        command.env("MESHCTL_RISK_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decide_prints_the_decision_and_why() {
+    let nats = NatsServer::start().await.unwrap();
+    let db = TestDatabase::create().await.unwrap();
+    let pool = db.pool().await.unwrap();
+    mesh_store::migrate(&pool).await.unwrap();
+    let redis = RedisPrefix::new();
+    let bus = Bus::from_client(nats.connect().await.unwrap());
+    let topology = Topology::mesh();
+    topology.ensure(bus.jetstream()).await.unwrap();
+
+    let rules = rules();
+    let mut config = RiskConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.key_prefix = redis.prefix().to_owned();
+    config.token_sha256 = vec![hex_digest(TOKEN)];
+    let stop = CancellationToken::new();
+    let state = risk::RedisState::new(
+        risk::connect_redis(redis.url()).unwrap(),
+        redis.prefix(),
+        config.state_ttl,
+    );
+    let core = Arc::new(
+        risk::Risk::new(
+            &rules,
+            &config,
+            state.clone(),
+            bus.publisher(),
+            risk::RiskMetrics::new(&MetricsRegistry::new()),
+            risk::AuditWriter::start(pool.clone(), stop.clone()),
+        )
+        .unwrap(),
+    );
+    let indexed = core.policy().identity.subject_attributes.clone();
+    state
+        .write_objects(
+            &indexed,
+            &[
+                user(
+                    "7f1c9a52-1d6e-4c2a-9a44-0b5e5f2a1001",
+                    "aturing",
+                    LifecycleState::Active,
+                ),
+                user(
+                    "7f1c9a52-1d6e-4c2a-9a44-0b5e5f2a1002",
+                    "ghopper",
+                    LifecycleState::Leaver,
+                ),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    let listener = risk::bind(&config).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let service = {
+        let (core, bus, pool, topology, stop) = (
+            core.clone(),
+            bus.clone(),
+            pool.clone(),
+            topology.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            risk::run_with(
+                core,
+                listener,
+                &config,
+                &bus,
+                pool,
+                &topology,
+                &ConsumerSettings::default(),
+                stop,
+            )
+            .await
+            .unwrap();
+        })
+    };
+
+    let url2 = url.clone();
+    let (allow, leaver, json, refused, unreachable, bad_context) =
+        tokio::task::spawn_blocking(move || {
+            (
+                meshctl(
+                    &url2,
+                    Some(TOKEN),
+                    &[
+                        "--subject",
+                        "aturing",
+                        "--resource",
+                        "app:wiki",
+                        "--context",
+                        "userAgent=curl",
+                    ],
+                ),
+                meshctl(
+                    &url2,
+                    Some(TOKEN),
+                    &[
+                        "--subject",
+                        "ghopper",
+                        "--resource",
+                        "app:payroll",
+                        "--sensitivity",
+                        "high",
+                    ],
+                ),
+                meshctl(
+                    &url2,
+                    Some(TOKEN),
+                    &[
+                        "--subject",
+                        "ghopper",
+                        "--resource",
+                        "app:payroll",
+                        "-o",
+                        "json",
+                    ],
+                ),
+                meshctl(
+                    &url2,
+                    None,
+                    &["--subject", "aturing", "--resource", "app:wiki"],
+                ),
+                meshctl(
+                    "http://127.0.0.1:1",
+                    Some(TOKEN),
+                    &["--subject", "aturing", "--resource", "app:wiki"],
+                ),
+                meshctl(
+                    &url2,
+                    Some(TOKEN),
+                    &[
+                        "--subject",
+                        "aturing",
+                        "--resource",
+                        "app:wiki",
+                        "--context",
+                        "nothing",
+                    ],
+                ),
+            )
+        })
+        .await
+        .unwrap();
+
+    assert!(allow.status.success(), "{allow:?}");
+    let out = text(&allow.stdout);
+    assert!(out.starts_with("ALLOW  aturing read on app:wiki"), "{out}");
+    assert!(
+        out.contains("policy default, risk score 0/100 (low)"),
+        "{out}"
+    );
+
+    assert!(leaver.status.success(), "{leaver:?}");
+    let out = text(&leaver.stdout);
+    assert!(
+        out.starts_with("DENY  ghopper read on app:payroll"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy leaver, risk score 100/100 (critical)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the identity has left the organisation"),
+        "{out}"
+    );
+    assert!(out.contains("+100"), "{out}");
+
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["decision"], "deny");
+    assert_eq!(doc["policy"], "leaver");
+    assert_eq!(doc["reasons"][0]["code"], "leaver");
+    assert_eq!(doc["degraded"], false);
+
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    assert!(err.contains("MESHCTL_RISK_TOKEN"), "{err}");
+
+    assert_eq!(unreachable.status.code(), Some(1));
+    let err = text(&unreachable.stderr);
+    assert!(
+        err.contains("cannot reach the risk service at http://127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(err.contains("meshd run risk"), "{err}");
+
+    assert_eq!(bad_context.status.code(), Some(2), "a usage error");
+    assert!(text(&bad_context.stderr).contains("name=value"));
+
+    stop.cancel();
+    service.await.unwrap();
+}
+
+fn hex_digest(token: &str) -> String {
+    use std::fmt::Write as _;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes());
+    digest.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
