@@ -214,10 +214,21 @@ impl Verification {
 }
 
 /// Recomputes every chain and compares it with the stored hashes and heads.
+///
+/// It reads one snapshot (a repeatable-read, read-only transaction): on a running mesh, rows
+/// appended while it reads would otherwise look like a head that disagrees with its log.
 pub async fn verify(pool: &PgPool) -> Result<Verification, StoreError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(StoreError::query("beginning the audit verification"))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::query("taking a snapshot of the audit log"))?;
     let heads: Vec<(String, i64, Vec<u8>)> =
         sqlx::query_as("SELECT chain, seq, hash FROM audit_heads ORDER BY chain")
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::query("reading the audit chain heads"))?;
     let mut report = Verification::default();
@@ -234,7 +245,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, StoreError> {
             )
             .bind(&chain)
             .bind(after)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(StoreError::query("reading the audit log"))?;
             if rows.is_empty() {

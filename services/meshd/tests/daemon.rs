@@ -55,6 +55,9 @@ grace_period = "5s"
 
 [rules]
 path = "{rules}"
+
+[risk]
+listen = "127.0.0.1:0"
 "#,
         rules = mesh_testkit::workspace_root()
             .join("examples/rules")
@@ -234,6 +237,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         .env("MESH_NATS__URL", nats.url())
         .env("MESH_POSTGRES__URL", db.url())
         .env("MESH_ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+        .env("MESH_RISK__LISTEN", "127.0.0.1:0")
         .env(
             "MESH_RULES__PATH",
             mesh_testkit::workspace_root().join("examples/rules"),

@@ -196,7 +196,9 @@ impl Risk {
         let policy = match rules.access_policy() {
             Some(policy) => policy.clone(),
             None => {
-                tracing::warn!("the rule set has no AccessPolicy: every decision is deny until one is added (docs/risk.md)");
+                tracing::warn!(
+                    "the rule set has no AccessPolicy: every decision is deny until one is added (docs/risk.md)"
+                );
                 no_policy()
             }
         };
