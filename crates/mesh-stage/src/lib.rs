@@ -272,13 +272,25 @@ async fn publish_loop(
         }
     }
     let _ = ready.send(true);
-    while let Some(written) = queue.recv().await {
+    while let Some(first) = queue.recv().await {
+        // Batches committed while the previous ones were being published go out together, in
+        // commit order: one round of acknowledgements and one delete for all of them, instead
+        // of each batch's messages waiting for the previous batch's delete.
+        let mut written = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            written.push(next);
+        }
+        let messages: Vec<Outgoing> = written
+            .iter()
+            .flat_map(|w| w.messages.iter().cloned())
+            .collect();
         let mut delay = Backoff::new();
-        while let Err(error) = publisher.publish_all(written.messages.clone()).await {
+        while let Err(error) = publisher.publish_all(messages.clone()).await {
             tracing::warn!(stage, error = %error, "publishing committed messages failed; retrying");
             delay.wait().await;
         }
-        if let Err(error) = outbox::delete(&pool, stage, &written.ids).await {
+        let ids: Vec<i64> = written.iter().flat_map(|w| w.ids.iter().copied()).collect();
+        if let Err(error) = outbox::delete(&pool, stage, &ids).await {
             // Published but not deleted: the next process publishes them again under the same
             // ids, which JetStream or the next stage's inbox drops.
             tracing::warn!(stage, error = %error, "published outbox rows not deleted");

@@ -5,7 +5,7 @@
 //! command is due only when every earlier command of the same pair is confirmed or failed, so a
 //! retried create can never land after the update behind it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -329,7 +329,8 @@ pub struct NewExport<'a> {
     pub rule: &'a str,
     /// The encoded command.
     pub command: Vec<u8>,
-    /// Queued or held.
+    /// Queued, held, or sent (sent by the projection batch itself, after its commit, as
+    /// attempt 1: nothing else of its mesh object and target was open).
     pub state: ExportState,
     /// The command's issued_at.
     pub issued_at: DateTime<Utc>,
@@ -337,13 +338,14 @@ pub struct NewExport<'a> {
     pub traceparent: Option<String>,
 }
 
-/// Records export commands (a key recorded before is left as it is).
+/// Records export commands (a key recorded before is left as it is); returns the keys
+/// recorded now. A command recorded `sent` counts its first attempt.
 pub async fn insert_exports(
     conn: &mut PgConnection,
     exports: &[NewExport<'_>],
-) -> Result<(), StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     if exports.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
     let keys: Vec<&str> = exports.iter().map(|e| e.idempotency_key).collect();
     let ids: Vec<Uuid> = exports.iter().map(|e| e.mesh_object.as_uuid()).collect();
@@ -359,15 +361,18 @@ pub async fn insert_exports(
     let issued: Vec<DateTime<Utc>> = exports.iter().map(|e| e.issued_at).collect();
     let traces: Vec<Option<&str>> = exports.iter().map(|e| e.traceparent.as_deref()).collect();
     // WITH ORDINALITY keeps the batch's order in `seq`.
-    sqlx::query(
+    sqlx::query_scalar(
         "INSERT INTO exports (idempotency_key, mesh_object, target, operation, \
-           mesh_object_version, rule, command, status, issued_at, traceparent, next_attempt_at) \
-         SELECT key, id, target, operation, version, rule, command, status, issued, trace, now() \
+           mesh_object_version, rule, command, status, attempts, issued_at, traceparent, \
+           next_attempt_at) \
+         SELECT key, id, target, operation, version, rule, command, status, \
+           CASE WHEN status = 'sent' THEN 1 ELSE 0 END, issued, trace, now() \
          FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
            $7::bytea[], $8::text[], $9::timestamptz[], $10::text[]) WITH ORDINALITY \
            AS t(key, id, target, operation, version, rule, command, status, issued, trace, n) \
          ORDER BY n \
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         ON CONFLICT (idempotency_key) DO NOTHING \
+         RETURNING idempotency_key",
     )
     .bind(&keys)
     .bind(&ids)
@@ -379,10 +384,31 @@ pub async fn insert_exports(
     .bind(&states)
     .bind(&issued)
     .bind(&traces)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(StoreError::query("recording export commands"))?;
-    Ok(())
+    .map_err(StoreError::query("recording export commands"))
+    .map(|keys: Vec<String>| keys.into_iter().collect())
+}
+
+/// The (mesh object, target) pairs of mesh objects `ids` that have a command open (queued,
+/// held or sent): a new command of such a pair waits its turn.
+pub async fn open_pairs(
+    conn: &mut PgConnection,
+    ids: &BTreeSet<MeshObjectId>,
+) -> Result<HashSet<(MeshObjectId, String)>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(MeshObjectId::as_uuid).collect();
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT DISTINCT mesh_object, target FROM exports \
+         WHERE mesh_object = ANY($1) AND status IN ('queued', 'held', 'sent')",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(StoreError::query("finding open export commands"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, target)| (MeshObjectId::from_uuid(id), target))
+        .collect())
 }
 
 /// Locks the guard row of `target` and tells whether it holds, and how many deprovisions of
@@ -533,12 +559,17 @@ pub async fn mark_sent(conn: &mut PgConnection, seqs: &[i64]) -> Result<(), Stor
     Ok(())
 }
 
-/// The earliest instant a queued command becomes due, if any is queued.
-pub async fn next_due(pool: &PgPool) -> Result<Option<DateTime<Utc>>, StoreError> {
-    sqlx::query_scalar("SELECT min(next_attempt_at) FROM exports WHERE status = 'queued'")
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::query("finding the next due export"))
+/// The earliest instant still to come at which a queued command becomes due (a retry's
+/// backoff), if any. A command due already is sent at once or waits for the command before it,
+/// whose result wakes the dispatcher; counting it here would make the dispatcher spin.
+pub async fn next_due(conn: &mut PgConnection) -> Result<Option<DateTime<Utc>>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM exports \
+         WHERE status = 'queued' AND next_attempt_at > now()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(StoreError::query("finding the next due export"))
 }
 
 /// One export as stored.

@@ -10,6 +10,11 @@
 //! - **throughput**: publishes a burst of joiners at once (default 3,000) and measures creates
 //!   confirmed per second per target, from the first publish to the last confirmation.
 //!
+//! For the latency run it also breaks each joiner's time down by hop: a separate NATS
+//! connection on a thread of its own sees every message of the pipeline as it is published,
+//! so the report shows how long correlation, flow, projection (with the dispatcher) and the
+//! provisioning agent each took.
+//!
 //! `cargo bench -p meshd --bench provisioning`; `BENCH_RATE`, `BENCH_SECONDS` and
 //! `BENCH_BURST` change the load. Prints a table and writes target/bench/provisioning.json.
 //! Everything shares the machine: the figures include the load generator, both databases,
@@ -22,6 +27,7 @@ mod mesh;
 mod targets;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -29,8 +35,8 @@ use futures::StreamExt as _;
 use mesh::Mesh;
 use mesh_model::{
     AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
-    EventId, ExportOperation, ExportResult, ExportStatus, ExternalId, MeshObjectId, ObjectType,
-    Value,
+    CorrelatedChange, EventId, ExportCommand, ExportOperation, ExportResult, ExportStatus,
+    ExternalId, MeshObjectChanged, MeshObjectId, ObjectType, Value,
 };
 use mesh_proto::WireEvent;
 use mesh_testkit::{Slapd, TestDatabase};
@@ -182,6 +188,78 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// The hops of a joiner, in pipeline order: the message that ends each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Hop {
+    /// The CorrelatedChange (correlation).
+    Joined,
+    /// The MeshObjectChanged (flow).
+    Changed,
+    /// The ExportCommand of a target (projection and its dispatcher).
+    Export,
+    /// The ExportResult of a target (the agent's commit and publish after the target answered).
+    Result,
+}
+
+/// When the observer saw each hop's first message: (hop, target or "", mesh object) -> instant.
+type Seen = Arc<Mutex<HashMap<(Hop, String, MeshObjectId), DateTime<Utc>>>>;
+
+/// Watches every pipeline subject on a connection and a thread of its own, so that the
+/// instants do not wait for the services' runtime.
+fn observe(url: String) -> Seen {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let client = async_nats::connect(url).await.unwrap();
+            let mut messages = client.subscribe("mesh.>").await.unwrap();
+            let user = ObjectType::parse("User").unwrap();
+            while let Some(message) = messages.next().await {
+                let at = Utc::now();
+                let subject = message.subject.as_str();
+                let payload = &message.payload;
+                let key = if subject.starts_with("mesh.joined.") {
+                    CorrelatedChange::from_wire(payload).ok().map(|c| {
+                        let id = mesh_engine::correlate::mesh_object_id(
+                            &user,
+                            c.change.object.external_id.as_str(),
+                        );
+                        (Hop::Joined, String::new(), id)
+                    })
+                } else if subject.starts_with("mesh.object.") {
+                    MeshObjectChanged::from_wire(payload)
+                        .ok()
+                        .map(|c| (Hop::Changed, String::new(), c.mesh_object))
+                } else if subject.starts_with("mesh.export.") {
+                    ExportCommand::from_wire(payload)
+                        .ok()
+                        .filter(|c| c.operation == ExportOperation::Create)
+                        .map(|c| (Hop::Export, c.target.to_string(), c.mesh_object))
+                } else if subject.starts_with("mesh.result.") {
+                    ExportResult::from_wire(payload)
+                        .ok()
+                        .filter(|r| r.operation == ExportOperation::Create)
+                        .map(|r| (Hop::Result, r.target.to_string(), r.mesh_object))
+                } else {
+                    None
+                };
+                if let Some(key) = key {
+                    record.lock().unwrap().entry(key).or_insert(at);
+                }
+            }
+        });
+    });
+    seen
+}
+
+fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_microseconds().unwrap_or(0) as f64 / 1000.0
+}
+
 /// Waits until `expected` creates are confirmed per target (or `limit` passes).
 async fn collect(
     results: &mut async_nats::Subscriber,
@@ -260,6 +338,7 @@ async fn run() {
         mesh.run_in_process(service);
     }
     let mut results = mesh.bus.client().subscribe("mesh.result.>").await.unwrap();
+    let seen = observe(mesh.nats.url());
 
     // Warm-up: a few joiners through every stage and target.
     let mut confirmed = Confirmed::new();
@@ -311,8 +390,8 @@ async fn run() {
         "latency: {count} joiners at {offered:.0}/s (target {rate}/s); HR change published -> create confirmed by the target"
     );
     println!(
-        "{:<10} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "type", "target", "n", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        "{:<10} {:<14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "type", "target", "n", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms"
     );
     for (target, kind) in TARGETS {
         let mut latencies: Vec<f64> = confirmed
@@ -330,22 +409,78 @@ async fn run() {
             "n": latencies.len(),
             "p50_ms": percentile(&latencies, 50.0),
             "p90_ms": percentile(&latencies, 90.0),
+            "p95_ms": percentile(&latencies, 95.0),
             "p99_ms": percentile(&latencies, 99.0),
             "max_ms": latencies.last().copied().unwrap_or(f64::NAN),
         });
         println!(
-            "{:<10} {:<14} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            "{:<10} {:<14} {:>8} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
             kind,
             target,
             latencies.len(),
             percentile(&latencies, 50.0),
             percentile(&latencies, 90.0),
+            percentile(&latencies, 95.0),
             percentile(&latencies, 99.0),
             latencies.last().copied().unwrap_or(f64::NAN)
         );
         report.insert(format!("latency_{kind}"), row);
     }
     report.insert("offered_rate".to_owned(), json!(offered));
+
+    // Where the time went, hop by hop, for the same joiners.
+    let seen = seen.lock().unwrap().clone();
+    let at = |hop: Hop, target: &str, id: &MeshObjectId| {
+        seen.get(&(hop, target.to_owned(), *id)).copied()
+    };
+    println!("hops (ms, p50 / p90 / p99): where the latency run's joiners spent their time");
+    let mut hops = serde_json::Map::new();
+    for (target, kind) in TARGETS {
+        let mut spans: [(&str, Vec<f64>); 6] = [
+            ("published->correlated", Vec::new()),
+            ("correlated->mesh object changed", Vec::new()),
+            ("mesh object changed->export sent", Vec::new()),
+            ("export sent->target answered", Vec::new()),
+            ("target answered->result published", Vec::new()),
+            ("published->target answered", Vec::new()),
+        ];
+        for (id, published_at) in &published {
+            let (Some(joined), Some(changed), Some(export), Some(result)) = (
+                at(Hop::Joined, "", id),
+                at(Hop::Changed, "", id),
+                at(Hop::Export, target, id),
+                at(Hop::Result, target, id),
+            ) else {
+                continue;
+            };
+            let Some(done) = confirmed.get(&(target.to_owned(), *id)).copied() else {
+                continue;
+            };
+            let points = [*published_at, joined, changed, export, done, result];
+            for (i, (_, values)) in spans.iter_mut().take(5).enumerate() {
+                values.push(millis(points[i], points[i + 1]));
+            }
+            spans[5].1.push(millis(*published_at, done));
+        }
+        println!("{kind:<10} {target}");
+        let mut rows = serde_json::Map::new();
+        for (name, values) in &mut spans {
+            values.sort_by(f64::total_cmp);
+            println!(
+                "  {name:<36} {:>8.1} {:>8.1} {:>8.1}",
+                percentile(values, 50.0),
+                percentile(values, 90.0),
+                percentile(values, 99.0)
+            );
+            rows.insert(
+                (*name).to_owned(),
+                json!({"n": values.len(), "p50_ms": percentile(values, 50.0),
+                       "p90_ms": percentile(values, 90.0), "p99_ms": percentile(values, 99.0)}),
+            );
+        }
+        hops.insert(kind.to_owned(), serde_json::Value::Object(rows));
+    }
+    report.insert("hops".to_owned(), serde_json::Value::Object(hops));
 
     // Throughput: a burst of joiners at once.
     let mut confirmed = Confirmed::new();

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use mesh_bus::{BusError, Outgoing, Publisher};
 use mesh_model::ExportCommand;
 use mesh_proto::WireEvent;
@@ -67,8 +67,9 @@ impl Dispatcher {
         }
     }
 
-    /// Sends due commands whenever woken (by a commit, a PostgreSQL notification on
-    /// `mesh_exports`, or every `interval`) until `shutdown`.
+    /// Sends due commands whenever woken (by a projection batch that queued a command, a
+    /// result's commit, a PostgreSQL notification on `mesh_exports`, the next retry falling
+    /// due, or every `interval`) until `shutdown`.
     pub async fn run(
         &self,
         interval: Duration,
@@ -77,9 +78,18 @@ impl Dispatcher {
         let mut listener = self.listen().await;
         let mut gauges_at = tokio::time::Instant::now();
         loop {
+            let mut next = interval;
             loop {
                 match dispatch_due(&self.pool, &self.publisher).await {
-                    Ok(sent) if sent < DISPATCH_BATCH as usize => break,
+                    Ok(pass) if pass.sent < DISPATCH_BATCH as usize => {
+                        if let Some(at) = pass.next_due {
+                            next = (at - Utc::now())
+                                .to_std()
+                                .unwrap_or(Duration::ZERO)
+                                .min(interval);
+                        }
+                        break;
+                    }
                     Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(error = %error, "dispatching exports failed; retrying at the next wake-up");
@@ -93,7 +103,6 @@ impl Dispatcher {
                     tracing::debug!(error = %error, "export gauges not refreshed");
                 }
             }
-            let next = self.next_wait(interval).await;
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = self.wake.notified() => {}
@@ -120,17 +129,6 @@ impl Dispatcher {
                 tracing::warn!(error = %error, "cannot listen for export approvals; polling instead");
                 None
             }
-        }
-    }
-
-    /// Until the next queued command is due, at most `interval`.
-    async fn next_wait(&self, interval: Duration) -> Duration {
-        match projection::next_due(&self.pool).await {
-            Ok(Some(at)) => (at - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(interval),
-            _ => interval,
         }
     }
 
@@ -167,20 +165,39 @@ async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
     }
 }
 
-/// Sends one batch of due commands and marks them sent; returns how many were sent.
+/// What one dispatch pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchPass {
+    /// Commands sent.
+    pub sent: usize,
+    /// When the next queued command comes due (a retry's backoff), if one is waiting.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// Sends one batch of due commands and marks them sent; returns how many were sent and when
+/// the next queued command comes due.
 ///
 /// A command is sent with attempt `attempts + 1` and the target object id learned since it
 /// was issued; its message id is `<idempotency key>/<attempt>`, so a crash between publish
 /// and commit re-sends the same message, which JetStream (and the agent's record of applied
-/// keys) drops.
-pub async fn dispatch_due(pool: &PgPool, publisher: &Publisher) -> Result<usize, DispatchError> {
+/// keys) drops. The next due instant is read in the same transaction, so that a command cannot
+/// fall due between the two reads and be missed until the next timer tick.
+pub async fn dispatch_due(
+    pool: &PgPool,
+    publisher: &Publisher,
+) -> Result<DispatchPass, DispatchError> {
     let mut tx = pool
         .begin()
         .await
         .map_err(StoreError::query("dispatching exports"))?;
     let due = projection::lock_due(&mut tx, DISPATCH_BATCH).await?;
+    let next_due = if due.len() < DISPATCH_BATCH as usize {
+        projection::next_due(&mut tx).await?
+    } else {
+        None
+    };
     if due.is_empty() {
-        return Ok(0);
+        return Ok(DispatchPass { sent: 0, next_due });
     }
     let mut messages = Vec::with_capacity(due.len());
     for export in &due {
@@ -195,25 +212,7 @@ pub async fn dispatch_due(pool: &PgPool, publisher: &Publisher) -> Result<usize,
                 .target_object_id
                 .clone_from(&export.target_object_id);
         }
-        // Continues the trace of the change that issued the command; the bus publishes the
-        // command under a `mesh.publish` producer span, a child of this one.
-        let span = tracing::info_span!(
-            "export send",
-            target_connector = %command.target,
-            idempotency_key = %command.idempotency_key,
-            attempt = command.attempt,
-        );
-        if let Some(parent) = &export.traceparent {
-            let carrier = HashMap::from([("traceparent".to_owned(), parent.clone())]);
-            let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
-        }
-        let mut message = Outgoing::event(
-            format!("mesh.export.{}", command.target),
-            format!("{}/{}", command.idempotency_key, command.attempt),
-            command,
-        );
-        message.span = span;
-        messages.push(message);
+        messages.push(export_message(command, export.traceparent.as_deref()));
     }
     publisher.publish_all(messages).await?;
     let seqs: Vec<i64> = due.iter().map(|e| e.seq).collect();
@@ -221,7 +220,34 @@ pub async fn dispatch_due(pool: &PgPool, publisher: &Publisher) -> Result<usize,
     tx.commit()
         .await
         .map_err(StoreError::query("dispatching exports"))?;
-    Ok(due.len())
+    Ok(DispatchPass {
+        sent: due.len(),
+        next_due,
+    })
+}
+
+/// The message that sends `command` (its attempt set): subject `mesh.export.<target>`, message
+/// id `<idempotency key>/<attempt>`, under an `export send` span that continues the trace of
+/// the change that issued it (`traceparent`); the bus publishes it under a `mesh.publish`
+/// producer span, a child of that one.
+pub(crate) fn export_message(command: ExportCommand, traceparent: Option<&str>) -> Outgoing {
+    let span = tracing::info_span!(
+        "export send",
+        target_connector = %command.target,
+        idempotency_key = %command.idempotency_key,
+        attempt = command.attempt,
+    );
+    if let Some(parent) = traceparent {
+        let carrier = HashMap::from([("traceparent".to_owned(), parent.to_owned())]);
+        let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
+    }
+    let mut message = Outgoing::event(
+        format!("mesh.export.{}", command.target),
+        format!("{}/{}", command.idempotency_key, command.attempt),
+        command,
+    );
+    message.span = span;
+    message
 }
 
 /// Projects again, at the wall clock, mesh objects whose grace period ended; returns how many.
@@ -256,9 +282,14 @@ pub async fn project_due_deletions(
         })
         .collect();
     let mut tx = handler.stage().begin_without_inbox().await?;
-    let entries = handler.project_objects(&mut tx, &objects).await?;
-    handler.stage().commit(tx, &entries, Vec::new()).await?;
-    handler.wake();
+    let projected = handler.project_objects(&mut tx, &objects).await?;
+    handler
+        .stage()
+        .commit(tx, &projected.entries, projected.sends)
+        .await?;
+    if projected.queued {
+        handler.wake();
+    }
     Ok(due.len())
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use mesh_bus::{BatchHandler, Delivery, HandlerError};
+use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
 use mesh_engine::{ProjectInput, RuleSet, Trace, project};
 use mesh_model::{ConnectorId, EventId, MeshObjectChanged, MeshObjectId};
 use mesh_stage::{Stage, store_error};
@@ -15,6 +15,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 
+use crate::dispatch::export_message;
 use crate::{ProjectionMetrics, ProjectionSettings};
 
 /// Handles batches of mesh object changes.
@@ -25,6 +26,19 @@ pub struct ProjectionHandler {
     stage: Stage,
     metrics: ProjectionMetrics,
     wake: Arc<Notify>,
+}
+
+/// What projecting a set of mesh objects gave, to commit with the transaction.
+#[derive(Debug)]
+pub(crate) struct Projected {
+    /// The audit entries to append.
+    pub entries: Vec<AuditEntry>,
+    /// The commands sent by the batch itself (attempt 1, recorded `sent`): their mesh object
+    /// and target had nothing open, so no command waits before them. They go to the stage
+    /// outbox and out after the commit.
+    pub sends: Vec<Outgoing>,
+    /// Whether a command was recorded queued: the dispatcher has work.
+    pub queued: bool,
 }
 
 /// Why a mesh object is projected.
@@ -68,12 +82,21 @@ impl ProjectionHandler {
     }
 
     /// Projects mesh objects inside `conn`'s transaction: records the commands and what the
-    /// targets will hold; returns the audit entries to append.
+    /// targets will hold; returns the audit entries and the commands to send after the commit.
+    ///
+    /// A command whose (mesh object, target) has nothing open (queued, held or sent) is the
+    /// head of its line: it is recorded `sent` with its first attempt and published from the
+    /// stage outbox once the transaction commits, without waiting for the dispatcher's own
+    /// transaction. The mesh objects' projection rows are locked, so no other projection of
+    /// them can open a command meanwhile, and the dispatcher, the results consumer and
+    /// `meshctl exports approve` only touch pairs that have one open (re-queuing failed
+    /// commands by hand takes the same row locks, docs/operations.md). Every other command is
+    /// queued (or held by the guard) for the dispatcher.
     pub(crate) async fn project_objects(
         &self,
         conn: &mut PgConnection,
         objects: &BTreeMap<MeshObjectId, Reason>,
-    ) -> Result<Vec<AuditEntry>, HandlerError> {
+    ) -> Result<Projected, HandlerError> {
         let ids: BTreeSet<MeshObjectId> = objects.keys().copied().collect();
         let projected = projection::lock_objects(conn, &ids)
             .await
@@ -149,7 +172,20 @@ impl ProjectionHandler {
             }
         }
 
-        let states = self.admit(conn, &exports, &mut entries).await?;
+        let mut states = self.admit(conn, &exports, &mut entries).await?;
+        if !exports.is_empty() {
+            let mut open = projection::open_pairs(conn, &ids)
+                .await
+                .map_err(store_error)?;
+            for (command, state) in exports.iter().zip(states.iter_mut()) {
+                // The first command of a pair with nothing open goes now, unless held; any
+                // later one waits behind it.
+                let first = open.insert((command.mesh_object, command.target.to_string()));
+                if first && *state == ExportState::Queued {
+                    *state = ExportState::Sent;
+                }
+            }
+        }
         let encoded: Vec<Vec<u8>> = exports
             .iter()
             .map(|c| mesh_proto::WireEvent::into_wire(c.clone()))
@@ -201,9 +237,23 @@ impl ProjectionHandler {
                 }),
             });
         }
-        projection::insert_exports(conn, &rows)
+        let recorded = projection::insert_exports(conn, &rows)
             .await
             .map_err(store_error)?;
+        let mut sends = Vec::new();
+        let mut queued = false;
+        for ((command, state), row) in exports.iter().zip(&states).zip(&rows) {
+            match state {
+                // A key recorded before keeps its own row and state; only a new one is sent.
+                ExportState::Sent if recorded.contains(row.idempotency_key) => {
+                    let mut command = command.clone();
+                    command.attempt = 1;
+                    sends.push(export_message(command, row.traceparent.as_deref()));
+                }
+                ExportState::Queued => queued = true,
+                _ => {}
+            }
+        }
         let changes: Vec<_> = target_changes
             .iter()
             .map(|(id, target, state)| (*id, target, state.as_ref()))
@@ -214,7 +264,11 @@ impl ProjectionHandler {
         projection::set_projected(conn, &versions)
             .await
             .map_err(store_error)?;
-        Ok(entries)
+        Ok(Projected {
+            entries,
+            sends,
+            queued,
+        })
     }
 
     /// Passes deprovisions through their target's mass-deletion guard: returns each command's
@@ -310,9 +364,13 @@ impl BatchHandler for ProjectionHandler {
                 },
             );
         }
-        let entries = self.project_objects(&mut tx, &objects).await?;
-        self.stage.commit(tx, &entries, Vec::new()).await?;
-        self.wake();
+        let projected = self.project_objects(&mut tx, &objects).await?;
+        self.stage
+            .commit(tx, &projected.entries, projected.sends)
+            .await?;
+        if projected.queued {
+            self.wake();
+        }
         Ok(())
     }
 }

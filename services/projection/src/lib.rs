@@ -5,11 +5,15 @@
 //!   lock the mesh objects' projection rows, read flow's resolved state and what each target
 //!   holds, run the pure [`mesh_engine::project`] stage, and record its commands in `exports`
 //!   and what the targets will hold in `projection_targets`. A change of a version already
-//!   projected finds nothing to do. Deprovisions pass the target's mass-deletion guard.
-//! - **dispatcher**: sends due commands to MESH_EXPORTS (`mesh.export.<target>`), one at a
-//!   time per (mesh object, target) in issue order, so that a retried create never lands after
-//!   the update behind it. It wakes when a batch or a result commits, on a PostgreSQL
-//!   notification (`meshctl exports approve`), and every `projection.timer_interval`.
+//!   projected finds nothing to do. Deprovisions pass the target's mass-deletion guard. A
+//!   command whose (mesh object, target) has nothing open is recorded sent and published to
+//!   MESH_EXPORTS (`mesh.export.<target>`) from the batch's outbox after the commit.
+//! - **dispatcher**: sends the commands that had to wait: those behind an open command of the
+//!   same (mesh object, target), retries after their backoff and released held deprovisions,
+//!   one at a time per pair in issue order, so that a retried create never lands after the
+//!   update behind it. It wakes when a batch queues a command or a result commits, on a
+//!   PostgreSQL notification (`meshctl exports approve`), when the next retry falls due, and
+//!   every `projection.timer_interval`.
 //! - **results** (consumer `projection-results` on MESH_RESULTS): records each ExportResult.
 //!   Applied or already applied confirms the command; a retryable failure queues it again after
 //!   an exponential backoff (`projection.retry_initial` doubling up to `retry_max`); a permanent

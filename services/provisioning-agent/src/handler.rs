@@ -36,7 +36,7 @@ pub struct ProvisioningHandler {
     targets: Arc<Targets>,
     stage: Stage,
     metrics: ExportMetrics,
-    /// Objects whose commands are applied at once.
+    /// Objects whose commands are applied at once, per target.
     concurrency: usize,
     /// After this long, the batch's remaining commands are answered retryable without being
     /// tried, so that the batch finishes well within the consumer's ack wait.
@@ -85,7 +85,7 @@ impl ProvisioningHandler {
         }
     }
 
-    /// Sets how many objects' commands are applied at once.
+    /// Sets how many objects' commands are applied at once per target.
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self
@@ -249,22 +249,39 @@ impl BatchHandler for ProvisioningHandler {
 
         let deadline = started + self.budget;
         // The futures are built first and only then streamed: a closure inside the stream
-        // would make the handler's future not provably Send.
-        let pending: Vec<_> = groups
-            .iter()
-            .map(|group| {
-                let known = objects
-                    .get(&(group.target.to_string(), group.mesh_object.as_uuid()))
-                    .cloned();
-                let applied =
-                    self.apply_group(group, &commands, &deliveries, &applied, known, deadline);
-                async move { (group, applied.await) }
-            })
+        // would make the handler's future not provably Send. Each target gets its own stream,
+        // so that groups waiting for a slow target's permits never hold the places of another
+        // target's groups: every target goes at its own pace within the batch.
+        let mut pending: BTreeMap<&ConnectorId, Vec<_>> = BTreeMap::new();
+        for group in &groups {
+            let known = objects
+                .get(&(group.target.to_string(), group.mesh_object.as_uuid()))
+                .cloned();
+            let applied =
+                self.apply_group(group, &commands, &deliveries, &applied, known, deadline);
+            pending
+                .entry(&group.target)
+                .or_default()
+                .push(async move { (group, applied.await) });
+        }
+        let mut per_target = Vec::with_capacity(pending.len());
+        for groups in pending.into_values() {
+            let concurrency = self.concurrency;
+            // A loop rather than `collect`, for the same reason as above.
+            per_target.push(async move {
+                let mut applying = futures::stream::iter(groups).buffer_unordered(concurrency);
+                let mut done = Vec::new();
+                while let Some(result) = applying.next().await {
+                    done.push(result);
+                }
+                done
+            });
+        }
+        let results: Vec<(&Group, GroupResult)> = futures::future::join_all(per_target)
+            .await
+            .into_iter()
+            .flatten()
             .collect();
-        let results: Vec<(&Group, GroupResult)> = futures::stream::iter(pending)
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
 
         let mut answers: Vec<Option<Answer>> = commands.iter().map(|_| None).collect();
         let mut changes = Vec::new();
