@@ -8,6 +8,11 @@ use mesh_runtime::config::MeshConfig;
 use mesh_runtime::shutdown::Shutdown;
 use mesh_runtime::telemetry;
 
+// Every stage allocates per message (decoded events, attribute maps, protobuf buffers); glibc's
+// allocator showed as an eighth of the risk service's CPU time in its benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Identity Mesh daemon.
 #[derive(Debug, Parser)]
 #[command(name = "meshd", version, about, long_about = None)]

@@ -28,6 +28,10 @@ use risk::state::ObjectRecord;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+// As meshd runs it (services/meshd/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const IDENTITIES: usize = 10_000;
 
 fn env(name: &str, default: u64) -> u64 {

@@ -360,25 +360,6 @@ impl RedisState {
             .await
     }
 
-    /// Looks up the mesh object a subject names, among `attributes`.
-    pub async fn resolve_subject(
-        &self,
-        attributes: &[AttributeName],
-        subject: &str,
-    ) -> redis::RedisResult<Option<String>> {
-        let value = subject.trim().to_lowercase();
-        if attributes.is_empty() || value.is_empty() {
-            return Ok(None);
-        }
-        let keys: Vec<String> = attributes
-            .iter()
-            .map(|a| self.index_key(a, &value))
-            .collect();
-        let mut conn = self.conn.clone();
-        let ids: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(&mut conn).await?;
-        Ok(ids.into_iter().flatten().next())
-    }
-
     /// Reads a mesh object.
     pub async fn object(&self, id: &str) -> redis::RedisResult<Option<ObjectRecord>> {
         let mut conn = self.conn.clone();
@@ -390,6 +371,42 @@ impl RedisState {
         Ok(decode_object(id, &fields))
     }
 
+    /// Finds the mesh object the first of `attributes` holding `value` points at, and reads it,
+    /// in one round trip (a script: the index lookup, then the object).
+    pub async fn find_object(
+        &self,
+        attributes: &[AttributeName],
+        value: &str,
+    ) -> redis::RedisResult<Option<ObjectRecord>> {
+        static FIND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "for _, key in ipairs(KEYS) do \
+                   local id = redis.call('GET', key) \
+                   if id then \
+                     local f = redis.call('HMGET', ARGV[1] .. id, 'type', 'lc', 'v', 'j', 'a') \
+                     return {id, f[1], f[2], f[3], f[4], f[5]} \
+                   end \
+                 end \
+                 return false",
+            )
+        });
+        let value = value.trim().to_lowercase();
+        if attributes.is_empty() || value.is_empty() {
+            return Ok(None);
+        }
+        let mut invocation = FIND.prepare_invoke();
+        for attribute in attributes {
+            invocation.key(self.index_key(attribute, &value));
+        }
+        invocation.arg(format!("{}o:", self.prefix));
+        let mut conn = self.conn.clone();
+        let found: Option<Vec<Option<String>>> = invocation.invoke_async(&mut conn).await?;
+        Ok(found.and_then(|fields| {
+            let (id, rest) = fields.split_first()?;
+            decode_object(id.as_deref()?, rest)
+        }))
+    }
+
     /// Reads what the mesh knows of the identity `mesh_object` (or of the one `subject`
     /// names), and of its owner when it is a service account with one.
     pub async fn identity(
@@ -398,21 +415,18 @@ impl RedisState {
         mesh_object: Option<&str>,
         subject: &str,
     ) -> redis::RedisResult<IdentityFacts> {
-        let id = match mesh_object {
-            Some(id) => Some(id.to_owned()),
+        let settings = &policy.identity;
+        let record = match mesh_object {
+            Some(id) => self.object(id).await?,
             None => {
-                self.resolve_subject(&policy.identity.subject_attributes, subject)
+                self.find_object(&settings.subject_attributes, subject)
                     .await?
             }
         };
-        let Some(id) = id else {
-            return Ok(IdentityFacts::default());
-        };
-        let Some(record) = self.object(&id).await? else {
+        let Some(record) = record else {
             return Ok(IdentityFacts::default());
         };
         let object_type = ObjectType::parse(&record.object_type).ok();
-        let settings = &policy.identity;
         let service_account = object_type
             .as_ref()
             .is_some_and(|t| settings.service_account_types.contains(t));
@@ -424,10 +438,7 @@ impl RedisState {
                             Some(k) => std::slice::from_ref(k),
                             None => settings.subject_attributes.as_slice(),
                         };
-                        let owner = match self.resolve_subject(keys, &value).await? {
-                            Some(owner) => self.object(&owner).await?,
-                            None => None,
-                        };
+                        let owner = self.find_object(keys, &value).await?;
                         Some(owner.map(|o| o.lifecycle))
                     }
                     None => None,
