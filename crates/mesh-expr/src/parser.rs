@@ -210,7 +210,7 @@ impl Parser<'_> {
             Tok::Null => literal(Value::Null),
             Tok::True => literal(Value::Bool(true)),
             Tok::False => literal(Value::Bool(false)),
-            Tok::Str(s) => literal(Value::String(s)),
+            Tok::Str(s) => literal(Value::from(s)),
             Tok::Dec(d) => literal(Value::Decimal(d)),
             Tok::Int(i) => match i64::try_from(i) {
                 Ok(i) => literal(Value::Integer(i)),

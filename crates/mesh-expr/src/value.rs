@@ -43,7 +43,9 @@ impl<'a> Val<'a> {
             Val::Bool(b) => Value::Bool(b),
             Val::Integer(i) => Value::Integer(i),
             Val::Decimal(d) => Value::Decimal(d),
-            Val::Str(s) => Value::String(s.into_owned()),
+            // Borrowed text becomes shared text without an intermediate `String`.
+            Val::Str(Cow::Borrowed(s)) => Value::from(s),
+            Val::Str(Cow::Owned(s)) => Value::from(s),
             Val::Timestamp(t) => Value::Timestamp(t),
             Val::List(items) => Value::List(items.into_owned()),
         }

@@ -16,9 +16,9 @@ fn value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Integer),
         any::<f64>().prop_map(Value::Decimal),
-        any::<String>().prop_map(Value::String),
-        "[a-z ,;.-]{0,12}".prop_map(Value::String),
-        "-?[0-9]{1,4}(\\.[0-9]{1,3})?".prop_map(Value::String),
+        any::<String>().prop_map(Value::from),
+        "[a-z ,;.-]{0,12}".prop_map(Value::from),
+        "-?[0-9]{1,4}(\\.[0-9]{1,3})?".prop_map(Value::from),
         (-62_000_000_000i64..250_000_000_000i64)
             .prop_map(|s| Value::Timestamp(DateTime::from_timestamp(s, 0).unwrap())),
         Just(Value::String("2024-02-29T08:30:00Z".into())),
@@ -150,7 +150,7 @@ proptest! {
             let once = compile(&format!("{function}(s)"), None).unwrap();
             let twice = compile(&format!("{function}({function}(s))"), None).unwrap();
             let attrs: Attributes =
-                [(AttributeName::parse("s").unwrap(), Value::String(s.clone()))].into_iter().collect();
+                [(AttributeName::parse("s").unwrap(), Value::from(s.clone()))].into_iter().collect();
             prop_assert_eq!(
                 once.eval(&attrs, &context()).unwrap(),
                 twice.eval(&attrs, &context()).unwrap(),
@@ -163,7 +163,7 @@ proptest! {
     fn left_and_the_rest_make_the_whole(s in any::<String>(), n in 0i64..40) {
         let len = s.chars().count() as i64;
         let attrs: Attributes = [
-            (AttributeName::parse("s").unwrap(), Value::String(s.clone())),
+            (AttributeName::parse("s").unwrap(), Value::from(s.clone())),
             (AttributeName::parse("n").unwrap(), Value::Integer(n)),
             (AttributeName::parse("rest").unwrap(), Value::Integer((len - n).max(0))),
         ]
@@ -174,7 +174,7 @@ proptest! {
             "Concat(Left(s, n), Right(s, rest))",
         ] {
             let program = compile(source, None).unwrap();
-            prop_assert_eq!(program.eval(&attrs, &context()).unwrap(), Value::String(s.clone()));
+            prop_assert_eq!(program.eval(&attrs, &context()).unwrap(), Value::from(s.clone()));
         }
     }
 
@@ -182,8 +182,8 @@ proptest! {
     fn split_then_join_round_trips(s in "[a-z,]{0,30}") {
         let program = compile(r#"Join(Split(s, ","), ",")"#, None).unwrap();
         let attrs: Attributes =
-            [(AttributeName::parse("s").unwrap(), Value::String(s.clone()))].into_iter().collect();
-        prop_assert_eq!(program.eval(&attrs, &context()).unwrap(), Value::String(s));
+            [(AttributeName::parse("s").unwrap(), Value::from(s.clone()))].into_iter().collect();
+        prop_assert_eq!(program.eval(&attrs, &context()).unwrap(), Value::from(s));
     }
 }
 

@@ -22,6 +22,7 @@ mod attribute;
 mod confidence;
 mod event;
 mod ids;
+mod text;
 mod value;
 
 pub use attribute::{AttributeName, Attributes, AttributesIter};
@@ -35,6 +36,7 @@ pub use ids::{
     ConnectorId, ConnectorObjectRef, EventId, ExternalId, IdNamespace, IdempotencyKey,
     MeshObjectId, ObjectType, RuleName,
 };
+pub use text::Text;
 pub use value::{Value, ValueKind};
 
 /// Why a string could not become one of the model's newtypes.

@@ -7,6 +7,9 @@
 //! JSON form (used by `meshctl simulate`, fixtures and the store): `null`, `true`, `42`,
 //! `4.5`, `"text"`, `[..]`. A timestamp serializes as its RFC 3339 string, so a round trip
 //! through JSON reads it back as a string; the protobuf form keeps the type.
+//!
+//! A string value holds a [`Text`], whose copies share their bytes: cloning a value costs no
+//! allocation, however often the pipeline copies it.
 
 use std::fmt;
 
@@ -14,6 +17,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::Text;
 
 /// One attribute value.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -27,8 +32,8 @@ pub enum Value {
     Integer(i64),
     /// A 64-bit IEEE 754 number.
     Decimal(f64),
-    /// A UTF-8 string.
-    String(String),
+    /// A UTF-8 string, shared between the copies of the value.
+    String(Text),
     /// An instant in UTC.
     Timestamp(DateTime<Utc>),
     /// A multi-valued attribute, in order.
@@ -101,16 +106,30 @@ impl Value {
             _ => None,
         }
     }
+
+    /// Returns the shared text, if this is a string.
+    pub fn as_text(&self) -> Option<&Text> {
+        match self {
+            Self::String(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Self::String(s.to_owned())
+        Self::String(Text::from(s))
     }
 }
 
 impl From<String> for Value {
     fn from(s: String) -> Self {
+        Self::String(Text::from(s))
+    }
+}
+
+impl From<Text> for Value {
+    fn from(s: Text) -> Self {
         Self::String(s)
     }
 }
@@ -241,11 +260,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
+        Ok(Value::String(Text::from(s)))
     }
 
     fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
+        Ok(Value::String(Text::from(s)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {

@@ -68,7 +68,7 @@ fn value() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("NaN", |d| !d.is_nan())
             .prop_map(Value::Decimal),
-        text().prop_map(Value::String),
+        text().prop_map(Value::from),
         time().prop_map(Value::Timestamp),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {

@@ -30,7 +30,7 @@ pub fn value_to_json(value: &Value) -> Json {
             Some(n) => Json::Number(n),
             None => tagged(DECIMAL, d.to_string()),
         },
-        Value::String(s) => Json::String(s.clone()),
+        Value::String(s) => Json::String(s.as_str().to_owned()),
         Value::Timestamp(t) => tagged(TIMESTAMP, t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
         Value::List(items) => Json::Array(items.iter().map(value_to_json).collect()),
     }
@@ -54,7 +54,7 @@ pub fn value_from_json(json: &Json) -> Result<Value, JsonError> {
                     .ok_or_else(|| JsonError(format!("number {n} out of range")))?,
             ),
         },
-        Json::String(s) => Value::String(s.clone()),
+        Json::String(s) => Value::from(s.as_str()),
         Json::Array(items) => Value::List(
             items
                 .iter()
@@ -123,7 +123,7 @@ mod tests {
             Value::Decimal(1.0),
             Value::Decimal(0.1),
             Value::Decimal(f64::INFINITY),
-            Value::String("{\"$ts\": \"not a tag\"}".to_owned()),
+            Value::from("{\"$ts\": \"not a tag\"}"),
             Value::Timestamp(at),
             Value::List(vec![Value::Integer(1), Value::Timestamp(at)]),
         ];

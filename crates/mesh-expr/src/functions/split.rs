@@ -91,7 +91,7 @@ fn eval<'a>(ev: &mut Eval<'a>, args: &'a [Node], span: Span) -> EvalResult<'a> {
         }
         size = size.saturating_add(part.len()).saturating_add(16);
         ev.check_size("Split", size, span)?;
-        parts.push(Value::String(part.to_owned()));
+        parts.push(Value::from(part));
         Ok(())
     };
     if text.is_empty() {

@@ -37,17 +37,13 @@ pub fn run_one(data: &[u8]) {
     let mut schema = Schema::new();
     for (i, name) in program.attributes().enumerate() {
         let value = match (seed as usize).wrapping_add(i) % 8 {
-            0 => Value::String(text.clone()),
+            0 => Value::from(text.clone()),
             1 => Value::Integer(seed as i64),
             2 => Value::Decimal(f64::from_bits(seed)),
-            3 => Value::List(
-                text.split(',')
-                    .map(|s| Value::String(s.to_owned()))
-                    .collect(),
-            ),
+            3 => Value::List(text.split(',').map(Value::from).collect()),
             4 => Value::Timestamp(now),
             5 => Value::Bool(seed % 2 == 0),
-            6 => Value::String(now.to_rfc3339()),
+            6 => Value::from(now.to_rfc3339()),
             _ => Value::Null,
         };
         let kind = (!value.is_null()).then(|| value.kind());

@@ -336,7 +336,7 @@ impl From<Value> for v1::Value {
             Value::Bool(b) => Kind::BoolValue(b),
             Value::Integer(i) => Kind::IntegerValue(i),
             Value::Decimal(d) => Kind::DecimalValue(d),
-            Value::String(s) => Kind::StringValue(s),
+            Value::String(s) => Kind::StringValue(s.into()),
             Value::Timestamp(t) => Kind::TimestampValue(timestamp_to_pb(t)),
             Value::List(items) => Kind::ListValue(v1::ValueList {
                 items: items.into_iter().map(Self::from).collect(),
@@ -364,7 +364,7 @@ pub(crate) fn value_from_pb(value: v1::Value, path: &Path<'_>) -> Result<Value, 
         Some(Kind::BoolValue(b)) => Value::Bool(b),
         Some(Kind::IntegerValue(i)) => Value::Integer(i),
         Some(Kind::DecimalValue(d)) => Value::Decimal(d),
-        Some(Kind::StringValue(s)) => Value::String(s),
+        Some(Kind::StringValue(s)) => Value::from(s),
         Some(Kind::TimestampValue(ts)) => {
             Value::Timestamp(timestamp_from_pb(ts, &path.field("timestamp_value"))?)
         }

@@ -266,7 +266,7 @@ fn parse_attributes(args: &EvalArgs) -> anyhow::Result<Attributes> {
     };
     for text in &args.attrs {
         let (name, value) = split_assignment("--attr", text)?;
-        add("--attr", name, Value::String(value.to_owned()))?;
+        add("--attr", name, Value::from(value))?;
     }
     for text in &args.attrs_json {
         let (name, json) = split_assignment("--attr-json", text)?;

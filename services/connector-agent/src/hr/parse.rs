@@ -227,7 +227,7 @@ fn map_csv_record(
             Err(item) => return item,
         };
         if !text.is_empty() {
-            attributes.insert(name.clone(), Value::String(text.to_owned()));
+            attributes.insert(name.clone(), Value::from(text));
         }
     }
     Item::Record(Record {
@@ -254,7 +254,7 @@ fn flatten_json(prefix: &str, value: &Json, out: &mut BTreeMap<String, Value>) {
                 out.insert(prefix.to_owned(), v);
             } else {
                 // A list holding objects: keep it whole, as JSON text.
-                out.insert(prefix.to_owned(), Value::String(other.to_string()));
+                out.insert(prefix.to_owned(), Value::from(other.to_string()));
             }
         }
     }

@@ -514,8 +514,8 @@ fn to_value(attr: &AttrDef, v: &Json) -> Value {
         },
         Json::String(s) if attr.ty == AttrType::DateTime => DateTime::parse_from_rfc3339(s)
             .map(|t| Value::Timestamp(t.with_timezone(&Utc)))
-            .unwrap_or_else(|_| Value::String(s.clone())),
-        Json::String(s) => Value::String(s.clone()),
+            .unwrap_or_else(|_| Value::from(s.as_str())),
+        Json::String(s) => Value::from(s.as_str()),
         Json::Array(items) => Value::List(items.iter().map(|i| to_value(attr, i)).collect()),
         Json::Object(_) => Value::Null,
     }
@@ -587,7 +587,7 @@ fn flatten_attr(out: &mut Attributes, prefix: &str, attr: &'static AttrDef, valu
 /// docs for the naming scheme.
 pub fn flatten(rt: &ResourceType, id: &str, data: &Map<String, Json>) -> Attributes {
     let mut out = Attributes::new();
-    push(&mut out, "id".to_owned(), Value::String(id.to_owned()));
+    push(&mut out, "id".to_owned(), Value::from(id));
     for (key, value) in data {
         if key == "schemas" || key == "groups" {
             continue;

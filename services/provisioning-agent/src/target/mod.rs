@@ -309,7 +309,7 @@ pub(crate) fn text_of(value: &mesh_model::Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         Value::Integer(i) => Some(i.to_string()),
         Value::Decimal(d) => Some(d.to_string()),
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(s.as_str().to_owned()),
         Value::Timestamp(t) => Some(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
     }
 }

@@ -574,7 +574,7 @@ fn list_json(value: &Value) -> serde_json::Value {
         Value::Integer(i) => serde_json::Value::from(*i),
         Value::Decimal(d) => serde_json::Number::from_f64(*d)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
-        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::String(s) => serde_json::Value::String(s.as_str().to_owned()),
         Value::Timestamp(_) => {
             text_of(value).map_or(serde_json::Value::Null, serde_json::Value::String)
         }

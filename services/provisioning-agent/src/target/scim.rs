@@ -530,7 +530,7 @@ fn to_json(value: &Value) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Integer(i) => Json::from(*i),
         Value::Decimal(d) => serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number),
-        Value::String(s) => Json::String(s.clone()),
+        Value::String(s) => Json::String(s.as_str().to_owned()),
         Value::Timestamp(_) => text_of(value).map_or(Json::Null, Json::String),
         Value::List(items) => Json::Array(items.iter().map(to_json).collect()),
     }
