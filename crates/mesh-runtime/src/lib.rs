@@ -38,3 +38,16 @@ pub mod config;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+
+/// Renders an error with its sources, `outer: inner: innermost`, for logs, readiness reports
+/// and messages to people (STYLE.md: the chain is logged once, where the error is handled).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

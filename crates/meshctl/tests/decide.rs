@@ -3,17 +3,14 @@
 //! identities are written into the risk service's Redis state as its lifecycle consumer would.
 
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use mesh_bus::{Bus, ConsumerSettings, Topology};
 use mesh_engine::SourceFile;
 use mesh_model::{AttributeName, Attributes, LifecycleState, Value};
 use mesh_runtime::config::RiskConfig;
-use mesh_runtime::metrics::MetricsRegistry;
 use mesh_testkit::{NatsServer, RedisPrefix, TestDatabase};
 use risk::state::ObjectRecord;
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "meshctl-decide-token";
 
@@ -81,25 +78,21 @@ async fn decide_prints_the_decision_and_why() {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.key_prefix = redis.prefix().to_owned();
     config.token_sha256 = vec![hex_digest(TOKEN)];
-    let stop = CancellationToken::new();
-    let state = risk::RedisState::new(
-        risk::connect_redis(redis.url()).unwrap(),
-        redis.prefix(),
-        config.state_ttl,
-    );
-    let core = Arc::new(
-        risk::Risk::new(
-            &rules,
-            &config,
-            state.clone(),
-            bus.publisher(),
-            risk::RiskMetrics::new(&MetricsRegistry::new()),
-            risk::AuditWriter::start(pool.clone(), stop.clone()),
-        )
-        .unwrap(),
-    );
-    let indexed = core.policy().identity.subject_attributes.clone();
-    state
+    let service = risk::LocalRisk::start(
+        &rules,
+        config,
+        redis.url(),
+        &bus,
+        pool.clone(),
+        &topology,
+        ConsumerSettings::default(),
+    )
+    .await
+    .unwrap();
+    let indexed = service.risk.policy().identity.subject_attributes.clone();
+    service
+        .risk
+        .state()
         .write_objects(
             &indexed,
             &[
@@ -118,31 +111,7 @@ async fn decide_prints_the_decision_and_why() {
         )
         .await
         .unwrap();
-    let listener = risk::bind(&config).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let service = {
-        let (core, bus, pool, topology, stop) = (
-            core.clone(),
-            bus.clone(),
-            pool.clone(),
-            topology.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            risk::run_with(
-                core,
-                listener,
-                &config,
-                &bus,
-                pool,
-                &topology,
-                &ConsumerSettings::default(),
-                stop,
-            )
-            .await
-            .unwrap();
-        })
-    };
+    let url = format!("http://{}", service.addr);
 
     let url2 = url.clone();
     let (allow, leaver, json, refused, unreachable, bad_context) =
@@ -256,8 +225,7 @@ async fn decide_prints_the_decision_and_why() {
     assert_eq!(bad_context.status.code(), Some(2), "a usage error");
     assert!(text(&bad_context.stderr).contains("name=value"));
 
-    stop.cancel();
-    service.await.unwrap();
+    service.stop().await.unwrap();
 }
 
 fn hex_digest(token: &str) -> String {

@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 use mesh_bus::{Bus, Topology};
 use mesh_runtime::admin::{AdminServer, Readiness, check_fn};
 use mesh_runtime::config::MeshConfig;
+use mesh_runtime::error_chain;
 use mesh_runtime::metrics::MetricsRegistry;
 use mesh_runtime::shutdown::{DrainReport, Shutdown, TaskSet};
 use sqlx::PgPool;
@@ -282,18 +283,6 @@ async fn ensure_topology(bus: &Bus, topology: &Topology, token: &CancellationTok
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Renders an error with its sources, for readiness reports and logs.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Builds the PostgreSQL connection options: the URL, with `postgres.tls_mode` over the URL's

@@ -8,8 +8,6 @@
 #[path = "support/mesh.rs"]
 mod mesh;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,10 +21,8 @@ use mesh_proto::WireEvent;
 use mesh_proto::v1;
 use mesh_proto::v1::access_decision_client::AccessDecisionClient;
 use mesh_runtime::config::RiskConfig;
-use mesh_runtime::metrics::MetricsRegistry;
 use mesh_testkit::{RedisPrefix, RedisServer, assert_eventually};
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 const QUIET: Duration = Duration::from_secs(60);
@@ -153,12 +149,7 @@ fn service_account(guid: &str, name: &str, owner: &str, expires: &str) -> Change
 }
 
 /// A running risk service in this process.
-struct RiskService {
-    addr: SocketAddr,
-    risk: Arc<risk::Risk>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
+struct RiskService(risk::LocalRisk);
 
 impl RiskService {
     async fn start(mesh: &Mesh, redis_url: &str, prefix: &str) -> Self {
@@ -168,64 +159,32 @@ impl RiskService {
         config.audit_allow_sample = 1.0;
         config.redis_timeout = Duration::from_millis(500);
         config.token_sha256 = vec![hex::encode(<sha2::Sha256 as sha2::Digest>::digest(TOKEN))];
-        let stop = CancellationToken::new();
-        let state = risk::RedisState::new(
-            risk::connect_redis(redis_url).unwrap(),
-            prefix,
-            config.state_ttl,
-        );
-        let metrics = MetricsRegistry::new();
-        let risk = Arc::new(
-            risk::Risk::new(
-                &mesh.rules,
-                &config,
-                state,
-                mesh.bus.publisher(),
-                risk::RiskMetrics::new(&metrics),
-                risk::AuditWriter::start(mesh.pool.clone(), stop.clone()),
-            )
-            .unwrap(),
-        );
-        let listener = risk::bind(&config).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (core, bus, pool, topology) = (
-            risk.clone(),
-            mesh.bus.clone(),
+        let local = risk::LocalRisk::start(
+            &mesh.rules,
+            config,
+            redis_url,
+            &mesh.bus,
             mesh.pool.clone(),
-            mesh.topology.clone(),
-        );
-        let token = stop.clone();
-        let task = tokio::spawn(async move {
-            risk::run_with(
-                core,
-                listener,
-                &config,
-                &bus,
-                pool,
-                &topology,
-                &mesh::settings(),
-                token,
-            )
-            .await
-            .unwrap();
-        });
-        Self {
-            addr,
-            risk,
-            stop,
-            task,
-        }
+            &mesh.topology,
+            mesh::settings(),
+        )
+        .await
+        .unwrap();
+        Self(local)
+    }
+
+    fn risk(&self) -> &risk::Risk {
+        &self.0.risk
     }
 
     async fn client(&self) -> AccessDecisionClient<Channel> {
-        AccessDecisionClient::connect(format!("http://{}", self.addr))
+        AccessDecisionClient::connect(format!("http://{}", self.0.addr))
             .await
             .unwrap()
     }
 
     async fn shut_down(self) {
-        self.stop.cancel();
-        self.task.await.unwrap();
+        self.0.stop().await.unwrap();
     }
 }
 
@@ -330,11 +289,11 @@ async fn pipeline(rules: &str) -> Mesh {
 
 /// Waits until the risk service knows `subject` in lifecycle `state`.
 async fn wait_for_identity(service: &RiskService, subject: &str, state: &str) {
-    let policy = service.risk.policy().clone();
+    let policy = service.risk().policy().clone();
     assert_eventually!(
         Duration::from_secs(30),
         service
-            .risk
+            .risk()
             .state()
             .identity(&policy, None, subject)
             .await
@@ -668,7 +627,7 @@ async fn decisions_degrade_safely_while_redis_is_down_and_recover() {
     redis.kill();
     assert_eventually!(
         Duration::from_secs(10),
-        !service.risk.redis_up(),
+        !service.risk().redis_up(),
         "redis still up"
     );
     // Never allow-all: low resources step up, high ones are denied, all flagged degraded.

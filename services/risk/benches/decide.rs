@@ -22,10 +22,8 @@ use mesh_model::{AttributeName, Attributes, LifecycleState, Value};
 use mesh_proto::v1;
 use mesh_proto::v1::access_decision_client::AccessDecisionClient;
 use mesh_runtime::config::RiskConfig;
-use mesh_runtime::metrics::MetricsRegistry;
 use mesh_testkit::{NatsServer, RedisPrefix, TestDatabase};
 use risk::state::ObjectRecord;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 // As meshd runs it (services/meshd/src/main.rs).
@@ -255,54 +253,25 @@ async fn run() {
     let mut config = RiskConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.key_prefix = redis.prefix().to_owned();
-    let stop = CancellationToken::new();
-    let state = risk::RedisState::new(
-        risk::connect_redis(redis.url()).unwrap(),
-        redis.prefix(),
-        config.state_ttl,
-    );
-    let core = Arc::new(
-        risk::Risk::new(
-            &rules,
-            &config,
-            state.clone(),
-            bus.publisher(),
-            risk::RiskMetrics::new(&MetricsRegistry::new()),
-            risk::AuditWriter::start(pool.clone(), stop.clone()),
-        )
-        .unwrap(),
-    );
-    let indexed = core.policy().identity.subject_attributes.clone();
+    let service = risk::LocalRisk::start(
+        &rules,
+        config,
+        redis.url(),
+        &bus,
+        pool.clone(),
+        &topology,
+        ConsumerSettings::default(),
+    )
+    .await
+    .unwrap();
+    let state = service.risk.state();
+    let indexed = service.risk.policy().identity.subject_attributes.clone();
     let objects: Vec<ObjectRecord> = (0..IDENTITIES).map(identity).collect();
     for chunk in objects.chunks(1000) {
         state.write_objects(&indexed, chunk, &[]).await.unwrap();
     }
     state.mark_synced().await.unwrap();
-    let listener = risk::bind(&config).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let service = {
-        let (core, bus, pool, topology, stop) = (
-            core.clone(),
-            bus.clone(),
-            pool.clone(),
-            topology.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move {
-            risk::run_with(
-                core,
-                listener,
-                &config,
-                &bus,
-                pool,
-                &topology,
-                &ConsumerSettings::default(),
-                stop,
-            )
-            .await
-            .unwrap();
-        })
-    };
+    let url = format!("http://{}", service.addr);
     // Some identities have signals: a known device, failed sign-ins, a last sighting.
     let mut channels = Vec::new();
     for _ in 0..channel_count.max(1) {
@@ -374,6 +343,5 @@ async fn run() {
         serde_json::to_string_pretty(&report).unwrap(),
     )
     .unwrap();
-    stop.cancel();
-    service.await.unwrap();
+    service.stop().await.unwrap();
 }

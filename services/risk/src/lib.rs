@@ -40,6 +40,7 @@ use mesh_model::{
 use mesh_proto::WireEvent;
 use mesh_runtime::admin::{Readiness, check_fn};
 use mesh_runtime::config::{MeshConfig, RiskConfig};
+use mesh_runtime::error_chain;
 use mesh_runtime::metrics::{MetricsRegistry, names};
 use mesh_stage::RulesError;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -596,6 +597,72 @@ pub async fn run(
     .await
 }
 
+/// A risk service running as a task of this process: for tests, benchmarks and programs that
+/// embed it. Its gRPC listener is `config.listen` (port 0 picks a free one, see `addr`).
+#[derive(Debug)]
+pub struct LocalRisk {
+    /// Where AccessDecision listens.
+    pub addr: std::net::SocketAddr,
+    /// The running core: its policy and state.
+    pub risk: Arc<Risk>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), RiskError>>,
+}
+
+impl LocalRisk {
+    /// Builds the core over the Redis at `redis_url` and starts the four loops.
+    pub async fn start(
+        rules: &RuleSet,
+        config: RiskConfig,
+        redis_url: &str,
+        bus: &Bus,
+        pool: PgPool,
+        topology: &Topology,
+        consumer: ConsumerSettings,
+    ) -> Result<Self, RiskError> {
+        let stop = CancellationToken::new();
+        let state = RedisState::new(
+            connect_redis(redis_url)?,
+            config.key_prefix.clone(),
+            config.state_ttl,
+        );
+        let risk = Arc::new(Risk::new(
+            rules,
+            &config,
+            state,
+            bus.publisher(),
+            RiskMetrics::new(&MetricsRegistry::new()),
+            AuditWriter::start(pool.clone(), stop.clone()),
+        )?);
+        let listener = grpc::bind(&config).await?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| RiskError::Config(format!("listener address: {e}")))?;
+        let (core, bus, topology, token) =
+            (risk.clone(), bus.clone(), topology.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            run_with(
+                core, listener, &config, &bus, pool, &topology, &consumer, token,
+            )
+            .await
+        });
+        Ok(Self {
+            addr,
+            risk,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops the loops and waits for them.
+    pub async fn stop(self) -> Result<(), RiskError> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|e| RiskError::Config(format!("the risk task failed: {e}")))?
+    }
+}
+
 /// Runs the four loops with a built core until `shutdown`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_with(
@@ -670,15 +737,4 @@ async fn upkeep(risk: &Risk, pool: &PgPool, shutdown: CancellationToken) {
             tracing::warn!(error = %error_chain(&error), "looking again at elevated risk levels failed");
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use mesh_model::{AttributeName, Attributes, Value};
 use mesh_proto::v1;
 use mesh_proto::v1::access_decision_client::AccessDecisionClient;
+use mesh_runtime::error_chain;
 use serde_json::json;
 
 use crate::output::{OutputFormat, print_json};
@@ -290,15 +291,4 @@ fn print(args: &DecideArgs, r: &v1::DecideResponse) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
