@@ -236,6 +236,15 @@ impl RedisState {
             pipe.cmd("HSET").arg(&state).arg(fields).ignore();
             pipe.cmd("PEXPIRE").arg(&state).arg(ttl).ignore();
         }
+        self.remember_and_run(pipe, signal_id).await
+    }
+
+    /// Runs `pipe` with, last, the marker that the signal was applied (for `duplicate`).
+    async fn remember_and_run(
+        &self,
+        mut pipe: redis::Pipeline,
+        signal_id: &str,
+    ) -> redis::RedisResult<()> {
         pipe.cmd("SET")
             .arg(self.key("sig", signal_id))
             .arg(1)
@@ -267,14 +276,7 @@ impl RedisState {
             .arg(&state)
             .arg(self.state_ttl.as_millis() as u64)
             .ignore();
-        pipe.cmd("SET")
-            .arg(self.key("sig", signal_id))
-            .arg(1)
-            .arg("PX")
-            .arg(SIGNAL_MEMORY.as_millis() as u64)
-            .ignore();
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await
+        self.remember_and_run(pipe, signal_id).await
     }
 
     /// Reads the risk state of `subject` at `now`, with the record of `device` when given.
