@@ -34,6 +34,7 @@
 //! ```
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod shutdown;

@@ -6,7 +6,6 @@ use std::process::{Command, Output};
 
 use chrono::{Duration, Utc};
 use mesh_bus::{Bus, ConsumerSettings, Topology};
-use mesh_engine::SourceFile;
 use mesh_model::{AttributeName, Attributes, LifecycleState, Value};
 use mesh_runtime::config::RiskConfig;
 use mesh_testkit::{NatsServer, RedisPrefix, TestDatabase};
@@ -15,18 +14,7 @@ use risk::state::ObjectRecord;
 const TOKEN: &str = "meshctl-decide-token";
 
 fn rules() -> mesh_engine::RuleSet {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules");
-    let sources: Vec<SourceFile> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            SourceFile::new(
-                path.display().to_string(),
-                std::fs::read_to_string(&path).unwrap(),
-            )
-        })
-        .collect();
-    mesh_engine::load(&sources).unwrap()
+    mesh_stage::load_rules(&mesh_testkit::workspace_root().join("examples/rules")).unwrap()
 }
 
 fn user(id: &str, name: &str, lifecycle: LifecycleState) -> ObjectRecord {

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use mesh_bus::{Bus, ConsumerSettings, Topology};
-use mesh_engine::SourceFile;
 use mesh_model::{AttributeName, Attributes, LifecycleState, Value};
 use mesh_proto::v1;
 use mesh_proto::v1::access_decision_client::AccessDecisionClient;
@@ -40,18 +39,7 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn rules() -> mesh_engine::RuleSet {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/rules");
-    let sources: Vec<SourceFile> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let path = e.unwrap().path();
-            SourceFile::new(
-                path.display().to_string(),
-                std::fs::read_to_string(&path).unwrap(),
-            )
-        })
-        .collect();
-    mesh_engine::load(&sources).unwrap()
+    mesh_stage::load_rules(&mesh_testkit::workspace_root().join("examples/rules")).unwrap()
 }
 
 fn identity(i: usize) -> ObjectRecord {

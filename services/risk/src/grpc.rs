@@ -15,7 +15,6 @@ use mesh_proto::WireEvent;
 use mesh_proto::v1;
 use mesh_proto::v1::access_decision_server::{AccessDecision, AccessDecisionServer};
 use mesh_runtime::config::RiskConfig;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
@@ -245,23 +244,17 @@ impl BearerCheck {
         if self.digests.is_empty() {
             return Ok(request);
         }
-        let token = request
+        let Some(token) = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let Some(token) = token else {
+            .and_then(mesh_runtime::auth::bearer_token)
+        else {
             return Err(Status::unauthenticated(
                 "missing `authorization: Bearer <token>`; set risk.token_sha256 on the server and send the token",
             ));
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let matched = self.digests.iter().fold(false, |found, d| {
-            let diff = d.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            found | (diff == 0)
-        });
+        let matched = mesh_runtime::auth::token_matches(token, &self.digests);
         if matched {
             Ok(request)
         } else {

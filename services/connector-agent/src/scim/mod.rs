@@ -37,7 +37,6 @@ use mesh_runtime::metrics::{MetricsRegistry, names};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::{Map, Value as Json, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use self::error::{SCIM_CONTENT_TYPE, ScimError, ScimType};
@@ -110,34 +109,14 @@ impl ScimState {
     }
 }
 
-/// Compares two digests in time independent of where they differ.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b) {
-        diff |= x ^ y;
-    }
-    diff == 0
-}
-
-/// Checks `Authorization: Bearer <token>` against a list of token digests; every digest is
-/// compared so the time taken does not reveal which one matched.
+/// Checks `Authorization: Bearer <token>` against a list of token digests
+/// ([`mesh_runtime::auth`]).
 pub fn bearer_matches(headers: &HeaderMap, hashes: &[[u8; 32]]) -> bool {
-    let Some(value) = headers
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, token)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return false;
-    }
-    let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-    hashes
-        .iter()
-        .fold(false, |found, h| found | constant_time_eq(&digest, h))
+        .and_then(mesh_runtime::auth::bearer_token)
+        .is_some_and(|token| mesh_runtime::auth::token_matches(token, hashes))
 }
 
 struct Ctx {
