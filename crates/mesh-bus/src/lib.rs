@@ -85,6 +85,42 @@ pub enum BusError {
     /// JetStream did not answer within the deadline.
     #[error("JetStream did not answer within {0:?}")]
     Timeout(Duration),
+    /// A core NATS publish or subscription failed.
+    #[error("core NATS {what} on {subject} failed: {reason}")]
+    Core {
+        /// `publish` or `subscribe`.
+        what: &'static str,
+        /// The subject.
+        subject: &'static str,
+        /// The client's error, in words.
+        reason: String,
+    },
+}
+
+/// Core NATS subject on which the query service announces a newly applied rule version (the
+/// payload is the version in decimal). It is a hint: services also poll the database, so a
+/// missed announcement delays the switch, never loses it.
+pub const RULES_CHANGED_SUBJECT: &str = "mesh.rules.changed";
+
+/// Announcements of new rule versions ([`Bus::watch_rule_versions`]).
+#[derive(Debug)]
+pub struct RuleVersionWatch {
+    subscriber: async_nats::Subscriber,
+}
+
+impl RuleVersionWatch {
+    /// Waits for the next announcement; `None` once the subscription ended. A payload that is
+    /// not a number still wakes the caller (as version 0), who then reads the database.
+    pub async fn next(&mut self) -> Option<u64> {
+        use futures::StreamExt as _;
+        let message = self.subscriber.next().await?;
+        Some(
+            std::str::from_utf8(&message.payload)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0),
+        )
+    }
 }
 
 /// How to reach NATS.
@@ -192,6 +228,34 @@ impl Bus {
     /// Returns the JetStream context.
     pub fn jetstream(&self) -> &async_nats::jetstream::Context {
         &self.jetstream
+    }
+
+    /// Announces that rule version `version` is now in force ([`RULES_CHANGED_SUBJECT`]).
+    pub async fn announce_rule_version(&self, version: u64) -> Result<(), BusError> {
+        let core = |e: &dyn std::fmt::Display| BusError::Core {
+            what: "publish",
+            subject: RULES_CHANGED_SUBJECT,
+            reason: e.to_string(),
+        };
+        self.client
+            .publish(RULES_CHANGED_SUBJECT, version.to_string().into())
+            .await
+            .map_err(|e| core(&e))?;
+        self.client.flush().await.map_err(|e| core(&e))
+    }
+
+    /// Subscribes to rule version announcements.
+    pub async fn watch_rule_versions(&self) -> Result<RuleVersionWatch, BusError> {
+        let subscriber = self
+            .client
+            .subscribe(RULES_CHANGED_SUBJECT)
+            .await
+            .map_err(|e| BusError::Core {
+                what: "subscribe",
+                subject: RULES_CHANGED_SUBJECT,
+                reason: e.to_string(),
+            })?;
+        Ok(RuleVersionWatch { subscriber })
     }
 
     /// Returns a publisher on this connection.

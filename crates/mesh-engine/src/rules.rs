@@ -452,9 +452,46 @@ impl RuleSet {
         })
     }
 
-    /// Returns a fingerprint of the rule set's content (FNV-1a over the sources), which the
-    /// services stamp on their outputs as `rule_version`.
+    /// Returns the version the services stamp on their outputs as `rule_version`: the
+    /// numbered version of the stored rule set ([`RuleSet::with_version`]), or a fingerprint
+    /// of the content (FNV-1a over the sources) for a rule set read from files only.
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Counts the documents by kind (`Connector`, `JoinRule`, `FlowRule`, `ProjectionRule`,
+    /// `MeshComposerRule`, `AccessPolicy`), as RuleAdmin reports a version's content.
+    pub fn summary(&self) -> BTreeMap<String, u32> {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let flows: usize = self
+            .connectors()
+            .map(|c| {
+                self.inbound_flow_rules(&c.name).len() + self.outbound_flow_rules(&c.name).len()
+            })
+            .sum();
+        let composers: usize = self
+            .mesh_object_types()
+            .iter()
+            .map(|t| self.composer_rules(t).len())
+            .sum();
+        [
+            ("Connector", self.connectors().count()),
+            ("JoinRule", self.all_join_rules().count()),
+            ("FlowRule", flows),
+            ("ProjectionRule", self.projection_rules().len()),
+            ("MeshComposerRule", composers),
+            ("AccessPolicy", usize::from(self.access_policy().is_some())),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| (kind.to_owned(), count(n)))
+        .collect()
+    }
+
+    /// Numbers the rule set with its stored version (RuleAdmin).
+    #[must_use]
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
     }
 }

@@ -1,5 +1,6 @@
 //! Bearer tokens checked against stored SHA-256 digests: the SCIM endpoints and HR uploads of
-//! the connector agent (HTTP) and AccessDecision (gRPC) share this.
+//! the connector agent (HTTP), AccessDecision and MeshQuery/RuleAdmin (gRPC, [`GrpcBearer`])
+//! share this.
 //!
 //! A token is never stored, only its digest; every digest is compared, in time independent of
 //! where they differ, so the answer does not reveal which one matched or how close a guess was.
@@ -24,6 +25,80 @@ pub fn token_matches(token: &str, digests: &[[u8; 32]]) -> bool {
     })
 }
 
+/// Reads hex SHA-256 digests from the setting named `setting` (`risk.token_sha256`);
+/// refuses a malformed one, naming its index.
+pub fn parse_digests(hex_digests: &[String], setting: &str) -> Result<Vec<[u8; 32]>, String> {
+    hex_digests
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let text = text.trim();
+            let bytes: Option<Vec<u8>> = (text.len() == 64 && text.is_ascii())
+                .then(|| {
+                    (0..32)
+                        .map(|j| u8::from_str_radix(&text[2 * j..2 * j + 2], 16).ok())
+                        .collect()
+                })
+                .flatten();
+            bytes
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    format!("{setting}[{i}] is not a SHA-256 digest in hex (64 characters)")
+                })
+        })
+        .collect()
+}
+
+/// A gRPC interceptor that requires `authorization: Bearer <token>` whose SHA-256 is one of
+/// the configured digests; with none configured, every call passes.
+#[derive(Debug, Clone)]
+pub struct GrpcBearer {
+    digests: std::sync::Arc<Vec<[u8; 32]>>,
+    setting: &'static str,
+}
+
+impl GrpcBearer {
+    /// Checks against `hex_digests`, read from the setting `setting` (named in errors).
+    pub fn new(hex_digests: &[String], setting: &'static str) -> Result<Self, String> {
+        Ok(Self {
+            digests: std::sync::Arc::new(parse_digests(hex_digests, setting)?),
+            setting,
+        })
+    }
+
+    /// True when no token is required.
+    pub fn is_open(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Passes `request` when it carries an accepted token.
+    #[allow(clippy::result_large_err)]
+    pub fn check(&self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.digests.is_empty() {
+            return Ok(request);
+        }
+        let Some(token) = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer_token)
+        else {
+            return Err(tonic::Status::unauthenticated(format!(
+                "missing `authorization: Bearer <token>`; the server requires one of the tokens in {}",
+                self.setting
+            )));
+        };
+        if token_matches(token, &self.digests) {
+            Ok(request)
+        } else {
+            Err(tonic::Status::unauthenticated(format!(
+                "the bearer token is not accepted (its SHA-256 is not in {})",
+                self.setting
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +112,15 @@ mod tests {
         assert!(token_matches("secret", &digests));
         assert!(!token_matches("secre", &digests));
         assert!(!token_matches("secret", &[]));
+    }
+
+    #[test]
+    fn digests_are_64_hex_characters() {
+        let good = "ab".repeat(32);
+        assert_eq!(parse_digests(&[good], "x").unwrap()[0], [0xab; 32]);
+        let error = parse_digests(&["zz".repeat(32)], "query.token_sha256").unwrap_err();
+        assert!(error.contains("query.token_sha256[0]"), "{error}");
+        assert!(parse_digests(&["ab".into()], "x").is_err());
     }
 
     #[test]

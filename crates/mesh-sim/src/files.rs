@@ -59,6 +59,24 @@ pub fn read_rules(path: &Path) -> Result<Vec<SourceFile>, FilesError> {
         .collect()
 }
 
+/// Like [`read_rules`], with each path relative to `path` (a file keeps its name): the form
+/// a rule set is stored and compared in (RuleAdmin), independent of where it was mounted.
+pub fn read_rules_relative(path: &Path) -> Result<Vec<SourceFile>, FilesError> {
+    let mut files = read_rules(path)?;
+    let base = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
+    let base = base.display().to_string();
+    for file in &mut files {
+        if let Some(rest) = file.path.strip_prefix(&base) {
+            file.path = rest.trim_start_matches(['/', '\\']).replace('\\', "/");
+        }
+    }
+    Ok(files)
+}
+
 fn collect_yaml(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), FilesError> {
     let metadata = fs::metadata(path).map_err(io_error(path))?;
     if metadata.is_file() {

@@ -8,6 +8,8 @@
 //! If the process dies between the commit and the deletion, the rows stay, and the next
 //! process publishes them first ([`Outbox::flush`]) with their original message ids.
 
+pub mod rules;
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -39,12 +41,17 @@ pub enum RulesError {
     /// The rules are invalid.
     #[error("the rules in {path} are invalid:\n{problems}")]
     Invalid {
-        /// The configured path.
+        /// The configured path, or `rule version N`.
         path: String,
         /// Every problem, one per line, with its position.
         problems: String,
     },
+    /// The stored rule versions could not be read or written.
+    #[error("reading the rule version in force")]
+    Store(#[source] mesh_store::StoreError),
 }
+
+pub use rules::{RulesHandle, follow_rules, load_versioned_rules};
 
 /// Reads and validates the rule set at `path` (a file or a directory).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {

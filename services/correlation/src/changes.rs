@@ -1,14 +1,13 @@
 //! The `correlation` consumer: change events -> correlated changes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
 use mesh_engine::{CorrelateInput, RuleSet, Trace, correlate, join_queries};
 use mesh_model::{
     Attributes, ChangeEvent, ChangeOperation, ConnectorObjectRef, CorrelatedChange, JoinState,
 };
-use mesh_stage::{Stage, store_error};
+use mesh_stage::{RulesHandle, Stage, store_error};
 use mesh_store::pipeline::{self, ConnectorObjectWrite, StoredConnectorObject};
 
 use crate::{STAGE, audit_outcome, join_values, joined_subject};
@@ -16,28 +15,27 @@ use crate::{STAGE, audit_outcome, join_values, joined_subject};
 /// Handles batches of change events.
 #[derive(Debug)]
 pub struct ChangeHandler {
-    rules: Arc<RuleSet>,
+    rules: RulesHandle,
     stage: Stage,
 }
 
 impl ChangeHandler {
     /// A handler applying `rules` as `stage`.
-    pub fn new(rules: Arc<RuleSet>, stage: Stage) -> Self {
+    pub fn new(rules: RulesHandle, stage: Stage) -> Self {
         Self { rules, stage }
     }
 
     /// Refuses an event the rules cannot place: it would fail on every delivery.
-    fn check(&self, event: &ChangeEvent) -> Result<(), HandlerError> {
+    fn check(rules: &RuleSet, event: &ChangeEvent) -> Result<(), HandlerError> {
         let object = &event.object;
-        let Some(connector) = self
-            .rules
+        let Some(connector) = rules
             .connector(&object.connector)
             .filter(|c| c.kind.imports())
         else {
             return Err(HandlerError::poison(format!(
                 "connector `{}` is not defined as an importing connector in rule version {}",
                 object.connector,
-                self.rules.version()
+                rules.version()
             )));
         };
         if !connector.carries(&object.object_type) {
@@ -52,10 +50,12 @@ impl ChangeHandler {
 
 impl BatchHandler for ChangeHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        // One version per batch: every outcome of the batch names it.
+        let rules = self.rules.current();
         let mut events = Vec::with_capacity(batch.len());
         for delivery in batch {
             let event: ChangeEvent = delivery.decode_event()?;
-            self.check(&event)?;
+            Self::check(&rules, &event)?;
             events.push((delivery, event));
         }
 
@@ -76,7 +76,7 @@ impl BatchHandler for ChangeHandler {
                         Some(JoinState::Joined { .. })
                     )
             })
-            .flat_map(|(_, e)| join_queries(&self.rules, &e.object, &e.attributes))
+            .flat_map(|(_, e)| join_queries(&rules, &e.object, &e.attributes))
             .collect();
         let mut lookups = pipeline::join_lookups(&mut tx, &queries)
             .await
@@ -97,7 +97,7 @@ impl BatchHandler for ChangeHandler {
             }
             let before_join = before.map(|c| c.join.clone());
             let correlation = correlate(
-                &self.rules,
+                &rules,
                 &CorrelateInput {
                     object: &event.object,
                     operation: event.operation,
@@ -146,7 +146,7 @@ impl BatchHandler for ChangeHandler {
                     change: event,
                     join: correlation.outcome,
                     previous_mesh_object: correlation.previous_mesh_object,
-                    rule_version: self.rules.version(),
+                    rule_version: rules.version(),
                     source_sequence: sequence,
                 };
                 let msg_id = correlated.event_id.to_string();
@@ -158,7 +158,7 @@ impl BatchHandler for ChangeHandler {
             }
         }
 
-        save(&mut tx, &self.rules, &current, &touched, &unjoined_before).await?;
+        save(&mut tx, &rules, &current, &touched, &unjoined_before).await?;
         pipeline::insert_mesh_objects(&mut tx, &new_mesh_objects)
             .await
             .map_err(store_error)?;

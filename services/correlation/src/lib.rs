@@ -62,7 +62,16 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), CorrelationError> {
-    let rules = Arc::new(mesh_stage::load_configured_rules(&config, STAGE)?);
+    let rules = mesh_stage::RulesHandle::new(
+        mesh_stage::load_versioned_rules(&config, &pool, STAGE).await?,
+    );
+    tokio::spawn(mesh_stage::follow_rules(
+        bus.clone(),
+        pool.clone(),
+        rules.clone(),
+        STAGE,
+        shutdown.clone(),
+    ));
     run_with_rules(
         rules,
         &bus,
@@ -75,9 +84,9 @@ pub async fn run(
     .await
 }
 
-/// Runs both consumers with `rules` until `shutdown`.
+/// Runs both consumers with `rules` (switched by the caller) until `shutdown`.
 pub async fn run_with_rules(
-    rules: Arc<RuleSet>,
+    rules: mesh_stage::RulesHandle,
     bus: &Bus,
     pool: PgPool,
     metrics: &MetricsRegistry,

@@ -8,15 +8,14 @@
 //! lineage reads as the simulator's.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
-use mesh_engine::{CorrelateInput, RuleSet, Trace, correlate, join_queries, retry_queries};
+use mesh_engine::{CorrelateInput, Trace, correlate, join_queries, retry_queries};
 use mesh_model::{
     ChangeEvent, ChangeOperation, ConnectorObjectRef, CorrelatedChange, EventId, JoinState,
     MeshObjectChanged, MeshObjectId,
 };
-use mesh_stage::{Stage, store_error};
+use mesh_stage::{RulesHandle, Stage, store_error};
 use mesh_store::pipeline;
 
 use crate::REJOIN_STAGE;
@@ -26,19 +25,21 @@ use crate::{audit_outcome, joined_subject};
 /// Handles batches of mesh object changes.
 #[derive(Debug)]
 pub struct RejoinHandler {
-    rules: Arc<RuleSet>,
+    rules: RulesHandle,
     stage: Stage,
 }
 
 impl RejoinHandler {
     /// A handler applying `rules` as `stage`.
-    pub fn new(rules: Arc<RuleSet>, stage: Stage) -> Self {
+    pub fn new(rules: RulesHandle, stage: Stage) -> Self {
         Self { rules, stage }
     }
 }
 
 impl BatchHandler for RejoinHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        // One version per batch: every outcome of the batch names it.
+        let rules = self.rules.current();
         let mut changes = Vec::with_capacity(batch.len());
         for delivery in batch {
             let change: MeshObjectChanged = delivery.decode_event()?;
@@ -76,7 +77,7 @@ impl BatchHandler for RejoinHandler {
                 .then(|| anchors.get(&change.mesh_object))
                 .flatten();
             for query in retry_queries(
-                &self.rules,
+                &rules,
                 &change.object_type,
                 &change.changes,
                 anchor.map(String::as_str),
@@ -102,7 +103,7 @@ impl BatchHandler for RejoinHandler {
         let searches: Vec<_> = objects
             .iter()
             .filter_map(|o| current.get(o).map(|c| (o, c)))
-            .flat_map(|(o, c)| join_queries(&self.rules, o, &c.attributes))
+            .flat_map(|(o, c)| join_queries(&rules, o, &c.attributes))
             .collect();
         let mut lookups = pipeline::join_lookups(&mut tx, &searches)
             .await
@@ -129,7 +130,7 @@ impl BatchHandler for RejoinHandler {
                 continue;
             };
             let correlation = correlate(
-                &self.rules,
+                &rules,
                 &CorrelateInput {
                     object: &object,
                     operation: ChangeOperation::Upsert,
@@ -172,7 +173,7 @@ impl BatchHandler for RejoinHandler {
                     },
                     join: correlation.outcome.clone(),
                     previous_mesh_object: None,
-                    rule_version: self.rules.version(),
+                    rule_version: rules.version(),
                     source_sequence: stored.last_sequence,
                 };
                 let msg_id = correlated.event_id.to_string();
@@ -186,7 +187,7 @@ impl BatchHandler for RejoinHandler {
             touched.insert(object);
         }
 
-        save(&mut tx, &self.rules, &current, &touched, &unjoined_before).await?;
+        save(&mut tx, &rules, &current, &touched, &unjoined_before).await?;
         pipeline::insert_mesh_objects(&mut tx, &new_mesh_objects)
             .await
             .map_err(store_error)?;

@@ -1,7 +1,6 @@
 //! The `flow` consumer's batch handler.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
@@ -14,7 +13,7 @@ use mesh_model::{
     AttributeName, Attributes, ConnectorObjectRef, CorrelatedChange, EventId, JoinState,
     MeshObjectChanged, MeshObjectId,
 };
-use mesh_stage::{Stage, store_error};
+use mesh_stage::{RulesHandle, Stage, store_error};
 use mesh_store::audit::AuditEntry;
 use mesh_store::json::value_to_json;
 use mesh_store::pipeline::{self, AttributeIndexChange, StoredLink};
@@ -23,7 +22,7 @@ use serde_json::json;
 /// Handles batches of correlated changes.
 #[derive(Debug)]
 pub struct FlowHandler {
-    rules: Arc<RuleSet>,
+    rules: RulesHandle,
     stage: Stage,
 }
 
@@ -41,7 +40,7 @@ struct Working {
 
 impl FlowHandler {
     /// A handler applying `rules` as `stage`.
-    pub fn new(rules: Arc<RuleSet>, stage: Stage) -> Self {
+    pub fn new(rules: RulesHandle, stage: Stage) -> Self {
         Self { rules, stage }
     }
 
@@ -74,6 +73,7 @@ impl FlowHandler {
     /// Resolves `working` again after its links changed; returns the change to publish.
     fn recompute(
         &self,
+        rules: &RuleSet,
         working: &mut Working,
         cause: EventId,
         message: EventId,
@@ -91,7 +91,7 @@ impl FlowHandler {
             })
             .collect();
         let update = update_mesh_object(
-            &self.rules,
+            rules,
             &UpdateInput {
                 before: &working.state,
                 contributions: &contributions,
@@ -117,7 +117,7 @@ impl FlowHandler {
         let mut values = Vec::with_capacity(changed.changes.len());
         for change in &changed.changes {
             let folded = change.name.key();
-            if self.rules.is_join_target(&changed.object_type, folded) {
+            if rules.is_join_target(&changed.object_type, folded) {
                 working
                     .index
                     .insert(folded.to_owned(), join_key(&change.new));
@@ -166,6 +166,8 @@ impl FlowHandler {
 
 impl BatchHandler for FlowHandler {
     async fn handle(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        // One version per batch: every outcome of the batch names it.
+        let rules = self.rules.current();
         let mut items = Vec::with_capacity(batch.len());
         for delivery in batch {
             let change: CorrelatedChange = delivery.decode_event()?;
@@ -208,7 +210,7 @@ impl BatchHandler for FlowHandler {
                 .filter(|(_, link)| link.linked)
                 .map(|(object, link)| {
                     let outcome = flow(
-                        &self.rules,
+                        &rules,
                         object,
                         &link.attributes,
                         *id,
@@ -265,7 +267,7 @@ impl BatchHandler for FlowHandler {
                     self.stage.metrics().events("stale", 1);
                 } else {
                     let outcome = flow(
-                        &self.rules,
+                        &rules,
                         object,
                         &change.attributes,
                         *mesh_object,
@@ -300,6 +302,7 @@ impl BatchHandler for FlowHandler {
                     continue;
                 };
                 if let Some(changed) = self.recompute(
+                    &rules,
                     w,
                     change.event_id,
                     correlated.event_id,

@@ -20,7 +20,6 @@ mod handler;
 use std::sync::Arc;
 
 use mesh_bus::{Bus, BusError, ConsumerSettings, Topology, run_consumer, topology::consumers};
-use mesh_engine::RuleSet;
 use mesh_runtime::config::MeshConfig;
 use mesh_runtime::metrics::MetricsRegistry;
 use mesh_stage::{RulesError, Stage};
@@ -55,7 +54,16 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), FlowError> {
-    let rules = Arc::new(mesh_stage::load_configured_rules(&config, STAGE)?);
+    let rules = mesh_stage::RulesHandle::new(
+        mesh_stage::load_versioned_rules(&config, &pool, STAGE).await?,
+    );
+    tokio::spawn(mesh_stage::follow_rules(
+        bus.clone(),
+        pool.clone(),
+        rules.clone(),
+        STAGE,
+        shutdown.clone(),
+    ));
     run_with_rules(
         rules,
         &bus,
@@ -70,7 +78,7 @@ pub async fn run(
 
 /// Runs the flow consumer with `rules` until `shutdown`.
 pub async fn run_with_rules(
-    rules: Arc<RuleSet>,
+    rules: mesh_stage::RulesHandle,
     bus: &Bus,
     pool: PgPool,
     metrics: &MetricsRegistry,

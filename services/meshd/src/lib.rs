@@ -128,6 +128,11 @@ pub const SERVICES: &[ServiceDef] = &[
             })
         },
     },
+    ServiceDef {
+        name: "query",
+        about: "MeshQuery and RuleAdmin over gRPC: lineage, review queue, exports, audit, rule versions",
+        run: |c, t| Box::pin(async move { Ok(query::run(c.config, c.bus, c.pool, t).await?) }),
+    },
 ];
 
 /// Resolves service names from the command line (`all` means every service), refusing unknown

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
-use mesh_engine::{ProjectInput, RuleSet, Trace, project};
+use mesh_engine::{ProjectInput, Trace, project};
 use mesh_model::{ConnectorId, EventId, MeshObjectChanged, MeshObjectId};
-use mesh_stage::{Stage, store_error};
+use mesh_stage::{RulesHandle, Stage, store_error};
 use mesh_store::audit::AuditEntry;
 use mesh_store::projection::{self, ExportState, NewExport, is_deprovision};
 use serde_json::json;
@@ -21,7 +21,7 @@ use crate::{ProjectionMetrics, ProjectionSettings};
 /// Handles batches of mesh object changes.
 #[derive(Debug)]
 pub struct ProjectionHandler {
-    rules: Arc<RuleSet>,
+    rules: RulesHandle,
     settings: Arc<ProjectionSettings>,
     stage: Stage,
     metrics: ProjectionMetrics,
@@ -58,7 +58,7 @@ pub(crate) struct Reason {
 impl ProjectionHandler {
     /// A handler applying `rules` as `stage`; it wakes the dispatcher after each commit.
     pub fn new(
-        rules: Arc<RuleSet>,
+        rules: RulesHandle,
         settings: Arc<ProjectionSettings>,
         stage: Stage,
         metrics: ProjectionMetrics,
@@ -97,6 +97,7 @@ impl ProjectionHandler {
         conn: &mut PgConnection,
         objects: &BTreeMap<MeshObjectId, Reason>,
     ) -> Result<Projected, HandlerError> {
+        let rules = self.rules.current();
         let ids: BTreeSet<MeshObjectId> = objects.keys().copied().collect();
         let projected = projection::lock_objects(conn, &ids)
             .await
@@ -125,7 +126,7 @@ impl ProjectionHandler {
             }
             let held = targets.remove(id).unwrap_or_default();
             let outcome = project(
-                &self.rules,
+                &rules,
                 &ProjectInput {
                     mesh_object: *id,
                     object_type: &subject.object_type,

@@ -256,8 +256,17 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionError> {
-    let rules = Arc::new(mesh_stage::load_configured_rules(&config, STAGE)?);
+    let rules = mesh_stage::load_versioned_rules(&config, &pool, STAGE).await?;
+    // Guards are read once: a target's `massDeletionGuard` changes on restart.
     let settings = Arc::new(ProjectionSettings::new(&config.projection, &rules)?);
+    let rules = mesh_stage::RulesHandle::new(rules);
+    tokio::spawn(mesh_stage::follow_rules(
+        bus.clone(),
+        pool.clone(),
+        rules.clone(),
+        STAGE,
+        shutdown.clone(),
+    ));
     run_with_rules(
         rules,
         settings,
@@ -274,7 +283,7 @@ pub async fn run(
 /// Runs the projection service's four loops with `rules` until `shutdown`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_with_rules(
-    rules: Arc<RuleSet>,
+    rules: mesh_stage::RulesHandle,
     settings: Arc<ProjectionSettings>,
     bus: &Bus,
     pool: PgPool,

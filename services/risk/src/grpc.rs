@@ -214,55 +214,6 @@ impl AccessDecision for AccessDecisionService {
     }
 }
 
-/// Checks `authorization: Bearer <token>` against the configured digests.
-#[derive(Debug, Clone)]
-pub struct BearerCheck {
-    digests: Arc<Vec<[u8; 32]>>,
-}
-
-impl BearerCheck {
-    /// Reads the hex digests; refuses a malformed one.
-    pub fn new(config: &RiskConfig) -> Result<Self, RiskError> {
-        let mut digests = Vec::new();
-        for (i, hex_digest) in config.token_sha256.iter().enumerate() {
-            let bytes = hex::decode(hex_digest.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    RiskError::Config(format!(
-                        "token_sha256[{i}] is not a SHA-256 digest in hex (64 characters)"
-                    ))
-                })?;
-            digests.push(bytes);
-        }
-        Ok(Self {
-            digests: Arc::new(digests),
-        })
-    }
-
-    fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        if self.digests.is_empty() {
-            return Ok(request);
-        }
-        let Some(token) = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(mesh_runtime::auth::bearer_token)
-        else {
-            return Err(Status::unauthenticated(
-                "missing `authorization: Bearer <token>`; set risk.token_sha256 on the server and send the token",
-            ));
-        };
-        let matched = mesh_runtime::auth::token_matches(token, &self.digests);
-        if matched {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated("the bearer token is not accepted"))
-        }
-    }
-}
-
 /// Binds the gRPC listener.
 pub async fn bind(config: &RiskConfig) -> Result<TcpListener, RiskError> {
     TcpListener::bind(config.listen)
@@ -280,7 +231,8 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| RiskError::Config(format!("listener address: {e}")))?;
-    let check = BearerCheck::new(config)?;
+    let check = mesh_runtime::auth::GrpcBearer::new(&config.token_sha256, "risk.token_sha256")
+        .map_err(RiskError::Config)?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AccessDecisionServer<AccessDecisionService>>()

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use mesh_bus::{Bus, BusError, ConsumerSettings, Outgoing, Publisher, Topology, run_consumer};
 use mesh_engine::RuleSet;
@@ -172,8 +173,7 @@ pub struct Decided {
 /// The shared core of the risk service: policy, state, metrics, feedback.
 #[derive(Debug)]
 pub struct Risk {
-    policy: AccessPolicy,
-    policy_version: u64,
+    policy: ArcSwap<InForce>,
     state: RedisState,
     redis_up: AtomicBool,
     redis_timeout: Duration,
@@ -194,15 +194,6 @@ impl Risk {
         metrics: RiskMetrics,
         audit: AuditWriter,
     ) -> Result<Self, RiskError> {
-        let policy = match rules.access_policy() {
-            Some(policy) => policy.clone(),
-            None => {
-                tracing::warn!(
-                    "the rule set has no AccessPolicy: every decision is deny until one is added (docs/risk.md)"
-                );
-                no_policy()
-            }
-        };
         let feedback = if config.feedback_connector.is_empty() {
             None
         } else {
@@ -226,8 +217,7 @@ impl Risk {
             )));
         }
         Ok(Self {
-            policy,
-            policy_version: rules.version(),
+            policy: ArcSwap::from_pointee(InForce::of(rules)),
             state,
             redis_up: AtomicBool::new(true),
             redis_timeout: config.redis_timeout,
@@ -240,8 +230,13 @@ impl Risk {
     }
 
     /// Returns the policy in force.
-    pub fn policy(&self) -> &AccessPolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<InForce> {
+        self.policy.load_full()
+    }
+
+    /// Puts the access policy of `rules` in force (a new rule version, applied live).
+    pub fn set_rules(&self, rules: &RuleSet) {
+        self.policy.store(Arc::new(InForce::of(rules)));
     }
 
     /// Returns the state store.
@@ -251,6 +246,7 @@ impl Risk {
 
     /// Applies one signal. Returns true when it had been applied before (a duplicate).
     pub async fn apply_signal(&self, signal: &RiskSignal) -> Result<bool, SignalError> {
+        let policy = self.policy();
         let id = signal.signal_id.to_string();
         let kind = signal.kind.subject_token();
         if self.state.seen_signal(&id).await? {
@@ -265,7 +261,7 @@ impl Risk {
                     .as_ref()
                     .map(|l| (l.latitude, l.longitude, l.country.clone()));
                 let effects = sign_in_effects(
-                    &self.policy.scoring,
+                    &policy.scoring,
                     last.as_ref(),
                     sign_in.success,
                     location,
@@ -274,7 +270,7 @@ impl Risk {
                 );
                 self.state
                     .apply_sign_in(
-                        &self.policy,
+                        &policy,
                         &id,
                         &signal.subject,
                         sign_in.device_id.as_deref(),
@@ -308,11 +304,9 @@ impl Risk {
         now: DateTime<Utc>,
         cause: &str,
     ) -> Result<(), SignalError> {
-        let (state, contributed) = self
-            .state
-            .risk_state(&self.policy, subject, None, now)
-            .await?;
-        let level = standing_level(&self.policy, &state, now);
+        let policy = self.policy();
+        let (state, contributed) = self.state.risk_state(&policy, subject, None, now).await?;
+        let level = standing_level(&policy, &state, now);
         if level == contributed.unwrap_or(RiskLevel::Low) {
             if level == RiskLevel::Low {
                 return Ok(());
@@ -334,7 +328,8 @@ impl Risk {
     }
 
     fn recheck_at(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let s = &self.policy.scoring;
+        let policy = self.policy();
+        let s = &policy.scoring;
         let soonest = s
             .failure_window
             .min(s.travel_memory)
@@ -401,17 +396,17 @@ impl Risk {
 
     /// Decides one request. Never fails: without the risk state it answers the safe default.
     pub async fn decide(&self, request: &AccessRequest, mesh_object: Option<&str>) -> Decided {
+        let policy = self.policy();
         let decision_id = uuid::Uuid::new_v4();
         let read = async {
             let (state, identity) = tokio::join!(
                 self.state.risk_state(
-                    &self.policy,
+                    &policy,
                     &request.subject,
                     request.device_id.as_deref(),
                     request.time
                 ),
-                self.state
-                    .identity(&self.policy, mesh_object, &request.subject),
+                self.state.identity(&policy, mesh_object, &request.subject),
             );
             Ok::<_, redis::RedisError>((state?.0, identity?))
         };
@@ -433,7 +428,7 @@ impl Risk {
         let decided = match read {
             Some((state, identity)) => Decided {
                 mesh_object: identity.mesh_object.clone(),
-                outcome: mesh_engine::risk::decide(&self.policy, request, &state, &identity),
+                outcome: mesh_engine::risk::decide(&policy, request, &state, &identity),
                 degraded: false,
                 decision_id,
             },
@@ -453,7 +448,8 @@ impl Risk {
         mesh_object: Option<&str>,
         decision_id: uuid::Uuid,
     ) -> Decided {
-        let verdict = degraded_verdict(Some(&self.policy), request.sensitivity);
+        let policy = self.policy();
+        let verdict = degraded_verdict(Some(&policy), request.sensitivity);
         let reason = Reason {
             code: "risk_state_unavailable".to_owned(),
             message: "the risk state could not be read; the safe default applies".to_owned(),
@@ -511,7 +507,43 @@ impl Risk {
 
     /// Returns the policy set version (the rule set's).
     pub fn policy_version(&self) -> u64 {
-        self.policy_version
+        self.policy.load().version
+    }
+}
+
+/// The access policy in force and the rule version it comes from.
+#[derive(Debug)]
+pub struct InForce {
+    /// The policy.
+    pub policy: AccessPolicy,
+    /// The rule set version.
+    pub version: u64,
+}
+
+impl InForce {
+    fn of(rules: &RuleSet) -> Self {
+        let policy = match rules.access_policy() {
+            Some(policy) => policy.clone(),
+            None => {
+                tracing::warn!(
+                    version = rules.version(),
+                    "the rule set has no AccessPolicy: every decision is deny until one is added (docs/risk.md)"
+                );
+                no_policy()
+            }
+        };
+        Self {
+            policy,
+            version: rules.version(),
+        }
+    }
+}
+
+impl std::ops::Deref for InForce {
+    type Target = AccessPolicy;
+
+    fn deref(&self) -> &AccessPolicy {
+        &self.policy
     }
 }
 
@@ -557,7 +589,7 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RiskError> {
-    let rules = mesh_stage::load_configured_rules(&config, SIGNALS_STAGE)?;
+    let rules = mesh_stage::load_versioned_rules(&config, &pool, SIGNALS_STAGE).await?;
     let state = RedisState::new(
         connect_redis(config.redis.url.expose())?,
         config.risk.key_prefix.clone(),
@@ -572,6 +604,15 @@ pub async fn run(
         RiskMetrics::new(&metrics),
         audit,
     )?);
+    let handle = mesh_stage::RulesHandle::new(rules);
+    tokio::spawn(mesh_stage::follow_rules(
+        bus.clone(),
+        pool.clone(),
+        handle.clone(),
+        SIGNALS_STAGE,
+        shutdown.clone(),
+    ));
+    tokio::spawn(follow_policy(risk.clone(), handle, shutdown.clone()));
     let probe = risk.clone();
     readiness.register(check_fn("redis", move || {
         let probe = probe.clone();
@@ -595,6 +636,28 @@ pub async fn run(
         shutdown,
     )
     .await
+}
+
+/// Puts each new rule version's access policy in force until `shutdown`.
+async fn follow_policy(
+    risk: Arc<Risk>,
+    rules: mesh_stage::RulesHandle,
+    shutdown: CancellationToken,
+) {
+    let mut changes = rules.subscribe();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let rules = changes.borrow_and_update().clone();
+        risk.set_rules(&rules);
+        tracing::info!(version = rules.version(), "access policy switched");
+    }
 }
 
 /// A risk service running as a task of this process: for tests, benchmarks and programs that

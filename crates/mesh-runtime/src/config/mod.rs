@@ -75,6 +75,37 @@ pub struct MeshConfig {
     pub projection: ProjectionConfig,
     /// The risk service's gRPC listener, Redis keys, audit sampling and tokens.
     pub risk: RiskConfig,
+    /// The query service's gRPC listener (MeshQuery, RuleAdmin) and tokens.
+    pub query: QueryConfig,
+}
+
+/// The query service (docs/query.md): where MeshQuery and RuleAdmin listen and who may call
+/// them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QueryConfig {
+    /// gRPC listen address (MeshQuery, RuleAdmin, health, reflection). Default
+    /// `0.0.0.0:50051`.
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of the bearer tokens callers must present. Empty: no authentication (for
+    /// a mesh reachable only inside its network policy); the service logs a warning.
+    pub token_sha256: Vec<String>,
+    /// Page size when a request asks for none. Default 100.
+    pub default_page_size: u32,
+    /// Largest page a request may ask for. Default 1000.
+    pub max_page_size: u32,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 50051)),
+            token_sha256: Vec::new(),
+            default_page_size: 100,
+            max_page_size: 1000,
+        }
+    }
 }
 
 /// The risk service (docs/risk.md): where AccessDecision listens, how it uses Redis, which

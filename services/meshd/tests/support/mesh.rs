@@ -115,11 +115,17 @@ impl Mesh {
             )
             .with_test_writer()
             .try_init();
-        let rules = Arc::new(mesh_stage::load_rules(&rules_path).unwrap());
         let nats = NatsServer::start().await.unwrap();
         let db = TestDatabase::create().await.unwrap();
         let pool = db.pool().await.unwrap();
         mesh_store::migrate(&pool).await.unwrap();
+        // Version 1 in the database, as `meshd run` stores it: in-process and child-process
+        // services stamp the same rule version.
+        let rules = Arc::new(
+            mesh_stage::rules::load_versioned_rules_from(&rules_path, &pool, "test")
+                .await
+                .unwrap(),
+        );
         let bus = Bus::from_client(nats.connect().await.unwrap());
         let topology = Topology::mesh().with_ack_wait(ack_wait);
         topology.ensure(bus.jetstream()).await.unwrap();
@@ -155,11 +161,19 @@ impl Mesh {
         let env = self.target_env.clone();
         let max_attempts = self.max_attempts;
         let stop = token.clone();
+        let handle = mesh_stage::RulesHandle::from_shared(rules.clone());
+        tokio::spawn(mesh_stage::follow_rules(
+            bus.clone(),
+            pool.clone(),
+            handle.clone(),
+            "test",
+            token.clone(),
+        ));
         let task = tokio::spawn(async move {
             let metrics = MetricsRegistry::new();
             let result = match service {
                 "correlation" => correlation::run_with_rules(
-                    rules,
+                    handle,
                     &bus,
                     pool,
                     &metrics,
@@ -170,12 +184,12 @@ impl Mesh {
                 .await
                 .map_err(|e| e.to_string()),
                 "flow" => {
-                    flow::run_with_rules(rules, &bus, pool, &metrics, &topology, &settings(), stop)
+                    flow::run_with_rules(handle, &bus, pool, &metrics, &topology, &settings(), stop)
                         .await
                         .map_err(|e| e.to_string())
                 }
                 "projection" => projection::run_with_rules(
-                    rules.clone(),
+                    handle,
                     Arc::new(projection::ProjectionSettings {
                         max_attempts,
                         ..projection_settings(&rules)

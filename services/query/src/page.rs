@@ -1,0 +1,1 @@
+//! Page tokens: opaque to callers, a decimal offset or key inside.
