@@ -41,8 +41,9 @@ pub use load::{LoadError, Problem, SourceFile, Validation, load, validate};
 pub use port::{DisconnectorDirectory, JoinLookups, MeshDirectory, join_key, join_key_ref};
 pub use project::{ProjectInput, Projection, TargetState, project};
 pub use resolve::{
-    InPlaceUpdate, Lineage, MeshObjectState, MeshObjectUpdate, Override, UpdateInput,
-    UpdateSources, update_mesh_object, update_mesh_object_in_place,
+    InPlaceUpdate, Lineage, MeshObjectState, MeshObjectUpdate, Override, Reresolved, StoredSource,
+    UpdateInput, UpdateSources, resolve_from_sources, sort_in_resolution_order, update_mesh_object,
+    update_mesh_object_in_place,
 };
 pub use rules::RuleSet;
 pub use trace::Trace;

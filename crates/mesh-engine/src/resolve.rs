@@ -181,6 +181,90 @@ fn rank(c: &Contribution) -> (Reverse<Confidence>, &Source) {
     (Reverse(c.confidence), &c.source)
 }
 
+/// Sorts `contributions` in resolution order: the winner first (highest confidence; ties
+/// broken by source, as resolution breaks them).
+pub fn sort_in_resolution_order(contributions: &mut [&Contribution]) {
+    contributions.sort_by(|a, b| rank(a).cmp(&rank(b)));
+}
+
+/// A connector object joined to a mesh object as flow stores it: its raw attributes and the
+/// change event they came from.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredSource<'a> {
+    /// The connector object.
+    pub object: &'a mesh_model::ConnectorObjectRef,
+    /// Its raw attributes.
+    pub attributes: &'a Attributes,
+    /// The change event they came from.
+    pub event: EventId,
+    /// That event's source time.
+    pub event_time: DateTime<Utc>,
+}
+
+/// A mesh object resolved again from its stored sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reresolved {
+    /// The resolution: the new state, the change, the composer contributions.
+    pub update: MeshObjectUpdate,
+    /// Every inbound flow contribution, per source in input order.
+    pub contributions: Vec<Contribution>,
+}
+
+/// Runs inbound flow over every joined connector object of `before` and resolves it again
+/// under `rules`: what the flow service does to every mesh object when a new rule version
+/// comes into force, what a preview of a candidate rule set computes, and where lineage's
+/// candidates come from. Flow's transform errors are reported with resolution's.
+pub fn resolve_from_sources(
+    rules: &RuleSet,
+    before: &MeshObjectState,
+    sources: &[StoredSource<'_>],
+    overrides: &BTreeMap<AttributeName, Override>,
+    cause: EventId,
+    now: DateTime<Utc>,
+) -> Reresolved {
+    let mut contributions = Vec::new();
+    let mut transform_errors = Vec::new();
+    for source in sources {
+        let outcome = crate::flow(
+            rules,
+            source.object,
+            source.attributes,
+            before.id,
+            source.event,
+            source.event_time,
+            Trace::disabled(),
+        );
+        contributions.extend(outcome.contributions);
+        transform_errors.extend(outcome.transform_errors);
+    }
+    let borrowed: Vec<&Contribution> = contributions.iter().collect();
+    let links: Vec<crate::Link<'_>> = sources
+        .iter()
+        .map(|s| crate::Link {
+            object: s.object,
+            attributes: s.attributes,
+        })
+        .collect();
+    let mut update = update_mesh_object(
+        rules,
+        &UpdateInput {
+            before,
+            contributions: &borrowed,
+            overrides,
+            links: &links,
+            cause,
+        },
+        now,
+        Trace::disabled(),
+    );
+    transform_errors.append(&mut update.transform_errors);
+    update.transform_errors = transform_errors;
+    Reresolved {
+        update,
+        contributions,
+    }
+}
+
 fn lineage_of(c: &Contribution) -> Lineage {
     Lineage {
         source: c.source.clone(),

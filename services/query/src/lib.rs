@@ -21,6 +21,7 @@ mod diff;
 pub mod mesh_query;
 mod preview;
 pub mod read;
+pub mod review;
 pub mod rule_admin;
 pub mod status;
 pub mod write;
@@ -49,6 +50,9 @@ pub enum QueryError {
     /// The configuration is unusable.
     #[error("query configuration: {0}")]
     Config(String),
+    /// The rule version in force could not be loaded.
+    #[error(transparent)]
+    Rules(#[from] mesh_stage::RulesError),
     /// The gRPC server failed.
     #[error("gRPC server on {addr}")]
     Serve {
@@ -71,6 +75,9 @@ pub struct Query {
     pub config: Arc<QueryConfig>,
     /// The projection defaults (each target's mass-deletion guard), for previews.
     pub mesh: Arc<MeshConfig>,
+    /// The rule version in force, followed live: lineage recomputes candidates under it and a
+    /// preview compares against it.
+    pub rules: mesh_stage::RulesHandle,
 }
 
 impl Query {
@@ -99,11 +106,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), QueryError> {
     let listener = bind(&config.query).await?;
+    let rules = mesh_stage::RulesHandle::new(
+        mesh_stage::load_versioned_rules(&config, &pool, AUDIT_WRITER).await?,
+    );
+    tokio::spawn(mesh_stage::follow_rules(
+        bus.clone(),
+        pool.clone(),
+        rules.clone(),
+        AUDIT_WRITER,
+        shutdown.clone(),
+    ));
     let query = Query {
         pool,
         bus,
         config: Arc::new(config.query.clone()),
         mesh: config,
+        rules,
     };
     serve(query, listener, shutdown).await
 }
