@@ -51,7 +51,7 @@ pub enum RulesError {
     Store(#[source] mesh_store::StoreError),
 }
 
-pub use rules::{RulesHandle, follow_rules, load_versioned_rules};
+pub use rules::{RulesHandle, follow_rules, load_versioned_rules, sweep_rule_versions};
 
 /// Reads and validates the rule set at `path` (a file or a directory).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
@@ -68,16 +68,6 @@ pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
             .collect::<Vec<_>>()
             .join("\n"),
     })
-}
-
-/// Reads the rule set a service's configuration names, logging where it came from.
-pub fn load_configured_rules(
-    config: &mesh_runtime::config::MeshConfig,
-    stage: &str,
-) -> Result<RuleSet, RulesError> {
-    let rules = load_rules(&config.rules.path)?;
-    tracing::info!(stage, path = %config.rules.path.display(), version = rules.version(), "rules loaded");
-    Ok(rules)
 }
 
 /// One stage's batch bracket: inbox, audit chain, outbox and metrics under one name.
@@ -147,11 +137,22 @@ impl Stage {
     /// publishes the outputs.
     pub async fn commit(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        tx: Transaction<'static, Postgres>,
         entries: &[AuditEntry],
         outgoing: Vec<Outgoing>,
     ) -> Result<(), HandlerError> {
-        audit::append(&mut tx, self.name, entries)
+        self.commit_audited(tx, entries, outgoing).await.map(|_| ())
+    }
+
+    /// [`Stage::commit`], returning the sequence of the last audit entry in its chain (0 when
+    /// `entries` is empty).
+    pub async fn commit_audited(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        entries: &[AuditEntry],
+        outgoing: Vec<Outgoing>,
+    ) -> Result<u64, HandlerError> {
+        let sequence = audit::append(&mut tx, self.name, entries)
             .await
             .map_err(store_error)?;
         self.metrics.events("out", outgoing.len());
@@ -161,7 +162,8 @@ impl Stage {
             .await
             .map_err(store_error)?;
         tx.commit().await.map_err(HandlerError::transient)?;
-        self.outbox.publish_committed(written).await
+        self.outbox.publish_committed(written).await?;
+        Ok(sequence)
     }
 }
 

@@ -101,12 +101,42 @@ pub fn read_rule_files(path: &std::path::Path) -> Result<Vec<RuleFile>, RulesErr
 }
 
 /// Loads the rule set in force; stores the configured files as version 1 when there is none.
+///
+/// While the database cannot answer (down, or not migrated yet) it waits and tries again,
+/// with a warning that says what to do, so a service can start before PostgreSQL and report
+/// not-ready meanwhile; `None` when `shutdown` fires first. Invalid rules are an error.
 pub async fn load_versioned_rules(
     config: &MeshConfig,
     pool: &PgPool,
     stage: &str,
-) -> Result<RuleSet, RulesError> {
-    load_versioned_rules_from(&config.rules.path, pool, stage).await
+    shutdown: &CancellationToken,
+) -> Result<Option<RuleSet>, RulesError> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match load_versioned_rules_from(&config.rules.path, pool, stage).await {
+            Err(RulesError::Store(error)) => {
+                let missing = matches!(
+                    &error,
+                    mesh_store::StoreError::Query { source: sqlx::Error::Database(db), .. }
+                        if db.code().as_deref() == Some("42P01")
+                );
+                if missing {
+                    tracing::warn!(
+                        stage,
+                        "the mesh database has no rule_versions table; run `meshd migrate`; waiting"
+                    );
+                } else {
+                    tracing::warn!(stage, error = %mesh_runtime::error_chain(&error), retry_in = ?wait, "cannot read the rule version in force; waiting for the database");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(None),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            other => return other.map(Some),
+        }
+    }
 }
 
 /// [`load_versioned_rules`] with the rule files at `configured`.
@@ -244,4 +274,63 @@ pub async fn refresh(pool: &PgPool, handle: &RulesHandle, stage: &str) -> Result
     handle.replace(rules);
     tracing::info!(stage, from = in_force, to = version.version, actor = %version.actor, "rules switched");
     Ok(true)
+}
+
+/// Re-evaluates a stage's whole state under each rule version that comes into force, until
+/// `shutdown`: `sweep` runs once per version this stage has not swept yet (recorded in
+/// `rule_sweeps`, so a stage that was down when a version was applied catches up at start),
+/// and is retried after a failure. It returns how many objects changed.
+pub async fn sweep_rule_versions<F, Fut>(
+    pool: PgPool,
+    handle: RulesHandle,
+    stage: &'static str,
+    shutdown: CancellationToken,
+    sweep: F,
+) where
+    F: Fn(Arc<RuleSet>) -> Fut,
+    Fut: std::future::Future<Output = Result<usize, mesh_bus::HandlerError>>,
+{
+    let mut changes = handle.subscribe();
+    loop {
+        let rules = changes.borrow_and_update().clone();
+        let version = rules.version();
+        match stored::swept(&pool, stage, version).await {
+            Ok(true) => {}
+            Ok(false) => {
+                let started = std::time::Instant::now();
+                match sweep(rules).await {
+                    Ok(changed) => {
+                        tracing::info!(stage, version, changed, elapsed = ?started.elapsed(), "state re-evaluated under the new rule version");
+                        if let Err(error) =
+                            stored::record_sweep(&pool, stage, version, changed as u64).await
+                        {
+                            tracing::warn!(stage, version, error = %mesh_runtime::error_chain(&error), "cannot record the sweep; it runs again at the next start");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(stage, version, error = %error, "re-evaluation under the new rule version failed; retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(stage, version, error = %mesh_runtime::error_chain(&error), "cannot read rule sweeps; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -21,3 +21,18 @@ CREATE TABLE rule_versions (
 -- An operator's "ignore" of a review entry holds while the connector object has not changed:
 -- it names the MESH_CHANGES sequence it was given for.
 ALTER TABLE connector_objects ADD COLUMN review_ignored_sequence bigint;
+
+-- Which stage has re-evaluated its whole state under which rule version (flow resolves every
+-- mesh object again, projection projects every one again): a stage that was down when a
+-- version was applied catches up at start.
+CREATE TABLE rule_sweeps (
+    stage    text        NOT NULL,
+    version  bigint      NOT NULL,
+    swept_at timestamptz NOT NULL DEFAULT now(),
+    -- How many objects changed.
+    changed  bigint      NOT NULL,
+    PRIMARY KEY (stage, version)
+);
+
+-- Who pinned an override (the query service's SetOverride names an actor).
+ALTER TABLE mesh_overrides ADD COLUMN actor text NOT NULL DEFAULT '';

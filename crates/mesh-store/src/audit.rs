@@ -88,15 +88,16 @@ fn row_hash(
     hasher.finalize().to_vec()
 }
 
-/// Appends `entries` to `chain`, in order. Call it inside the transaction whose effect they
-/// audit; it holds the chain's head lock until that transaction ends.
+/// Appends `entries` to a chain of `writer`, in order; returns the last entry's sequence in
+/// its chain (0 when there was nothing to append). Call it inside the transaction whose
+/// effect they audit; it holds the chain's head lock until that transaction ends.
 pub async fn append(
     conn: &mut PgConnection,
     writer: &str,
     entries: &[AuditEntry],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     if entries.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let free = sqlx::query(
         "SELECT chain, seq, hash FROM audit_heads WHERE writer = $1 \
@@ -192,7 +193,7 @@ pub async fn append(
     .execute(&mut *conn)
     .await
     .map_err(StoreError::query("appending to the audit log"))?;
-    Ok(())
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 /// The outcome of [`verify`].

@@ -496,20 +496,64 @@ pub(crate) fn lifecycle_from(name: &str) -> Result<LifecycleState, StoreError> {
     })
 }
 
+/// Up to `limit` ids of resolved mesh objects (version above 0) greater than `after`, in id
+/// order: a rule-change sweep's next page.
+pub async fn mesh_object_ids_after<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    after: Option<MeshObjectId>,
+    limit: i64,
+) -> Result<Vec<MeshObjectId>, StoreError> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM mesh_objects WHERE ($1::uuid IS NULL OR id > $1) AND version > 0 \
+         ORDER BY id LIMIT $2",
+    )
+    .bind(after.map(|id| id.as_uuid()))
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .map_err(StoreError::query("listing mesh objects"))?;
+    Ok(ids.into_iter().map(MeshObjectId::from_uuid).collect())
+}
+
 /// Loads mesh objects `ids`, locking their rows.
 pub async fn lock_mesh_objects(
     conn: &mut PgConnection,
     ids: &BTreeSet<MeshObjectId>,
 ) -> Result<HashMap<MeshObjectId, MeshObjectState>, StoreError> {
-    let ids: Vec<Uuid> = ids.iter().map(MeshObjectId::as_uuid).collect();
-    let rows = sqlx::query(
+    load_mesh_objects(
+        conn,
+        ids,
         "SELECT id, object_type, anchor, version, lifecycle, authority_seen, attributes, lineage \
          FROM mesh_objects WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
     .await
-    .map_err(StoreError::query("loading mesh objects"))?;
+}
+
+/// Loads mesh objects `ids` without locking them (queries, previews).
+pub async fn read_mesh_objects(
+    conn: &mut PgConnection,
+    ids: &BTreeSet<MeshObjectId>,
+) -> Result<HashMap<MeshObjectId, MeshObjectState>, StoreError> {
+    load_mesh_objects(
+        conn,
+        ids,
+        "SELECT id, object_type, anchor, version, lifecycle, authority_seen, attributes, lineage \
+         FROM mesh_objects WHERE id = ANY($1)",
+    )
+    .await
+}
+
+async fn load_mesh_objects(
+    conn: &mut PgConnection,
+    ids: &BTreeSet<MeshObjectId>,
+    sql: &'static str,
+) -> Result<HashMap<MeshObjectId, MeshObjectState>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(MeshObjectId::as_uuid).collect();
+    let rows = sqlx::query(sql)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(StoreError::query("loading mesh objects"))?;
     let mut found = HashMap::with_capacity(rows.len());
     for row in rows {
         let id = MeshObjectId::from_uuid(row.get(0));
@@ -761,4 +805,96 @@ pub async fn overrides(
             .insert(name, Override { value, reason });
     }
     Ok(found)
+}
+
+/// Every connector object in the review queue (a disconnector or an ambiguous match not
+/// ignored since its last change) with the event that queued it.
+pub async fn review_keys(
+    pool: &sqlx::PgPool,
+) -> Result<Vec<(ConnectorObjectRef, EventId)>, StoreError> {
+    let rows: Vec<(String, String, String, Uuid)> = sqlx::query_as(
+        "SELECT connector, object_type, external_id, last_event FROM connector_objects \
+         WHERE state IN ('disconnector', 'ambiguous') \
+           AND (review_ignored_sequence IS NULL OR review_ignored_sequence <> last_sequence)",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::query("listing the review queue"))?;
+    rows.into_iter()
+        .map(|(c, t, e, event)| Ok((object_ref(&c, &t, &e)?, EventId::from_uuid(event))))
+        .collect()
+}
+
+/// Takes a connector object out of the review queue until its next change (the change at
+/// `sequence` is the one ignored).
+pub async fn ignore_review(
+    conn: &mut PgConnection,
+    object: &ConnectorObjectRef,
+    sequence: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE connector_objects SET review_ignored_sequence = $4, updated_at = now() \
+         WHERE connector = $1 AND object_type = $2 AND external_id = $3",
+    )
+    .bind(object.connector.as_str())
+    .bind(object.object_type.as_str())
+    .bind(object.external_id.as_str())
+    .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(StoreError::query("ignoring a review entry"))
+}
+
+/// The type of mesh object `id`, if it exists.
+pub async fn mesh_object_type(
+    conn: &mut PgConnection,
+    id: MeshObjectId,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar("SELECT object_type FROM mesh_objects WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_optional(conn)
+        .await
+        .map_err(StoreError::query("reading a mesh object's type"))
+}
+
+/// Pins attribute `name` of mesh object `id` to `value` (replacing an earlier pin).
+pub async fn set_override(
+    conn: &mut PgConnection,
+    id: MeshObjectId,
+    name: &AttributeName,
+    value: &mesh_model::Value,
+    reason: &str,
+    actor: &str,
+) -> Result<(), StoreError> {
+    // Names are case-insensitive: a pin spelled differently replaces the earlier one.
+    remove_override(&mut *conn, id, name).await?;
+    sqlx::query(
+        "INSERT INTO mesh_overrides (mesh_object, name, value, reason, actor) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.as_uuid())
+    .bind(name.as_str())
+    .bind(crate::json::value_to_json(value))
+    .bind(reason)
+    .bind(actor)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(StoreError::query("setting an override"))
+}
+
+/// Removes the pin of attribute `name` of mesh object `id`; false when there was none.
+pub async fn remove_override(
+    conn: &mut PgConnection,
+    id: MeshObjectId,
+    name: &AttributeName,
+) -> Result<bool, StoreError> {
+    sqlx::query("DELETE FROM mesh_overrides WHERE mesh_object = $1 AND lower(name) = lower($2)")
+        .bind(id.as_uuid())
+        .bind(name.as_str())
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(StoreError::query("removing an override"))
 }

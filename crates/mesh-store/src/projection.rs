@@ -458,6 +458,16 @@ pub async fn approve(pool: &PgPool, target: &str) -> Result<Option<u64>, StoreEr
         .begin()
         .await
         .map_err(StoreError::query("approving held deprovisions"))?;
+    let released = approve_in(&mut tx, target).await?;
+    tx.commit()
+        .await
+        .map_err(StoreError::query("approving held deprovisions"))?;
+    Ok(released)
+}
+
+/// [`approve`] inside the caller's transaction (which audits it), waking the dispatchers at
+/// its commit.
+pub async fn approve_in(tx: &mut PgConnection, target: &str) -> Result<Option<u64>, StoreError> {
     let held: Option<bool> =
         sqlx::query_scalar("SELECT held FROM export_guards WHERE target = $1 FOR UPDATE")
             .bind(target)
@@ -487,9 +497,6 @@ pub async fn approve(pool: &PgPool, target: &str) -> Result<Option<u64>, StoreEr
     sqlx::query("SELECT pg_notify('mesh_exports', $1)")
         .bind(target)
         .execute(&mut *tx)
-        .await
-        .map_err(StoreError::query("approving held deprovisions"))?;
-    tx.commit()
         .await
         .map_err(StoreError::query("approving held deprovisions"))?;
     Ok(Some(released))

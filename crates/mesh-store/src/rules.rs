@@ -230,6 +230,38 @@ pub async fn list(
     rows.iter().map(version_from_row).collect()
 }
 
+/// True when `stage` has swept its state under `version`.
+pub async fn swept(pool: &PgPool, stage: &str, version: u64) -> Result<bool, StoreError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM rule_sweeps WHERE stage = $1 AND version = $2)",
+    )
+    .bind(stage)
+    .bind(to_i64(version))
+    .fetch_one(pool)
+    .await
+    .map_err(StoreError::query("reading rule sweeps"))
+}
+
+/// Records that `stage` swept its state under `version`, changing `changed` objects.
+pub async fn record_sweep(
+    pool: &PgPool,
+    stage: &str,
+    version: u64,
+    changed: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO rule_sweeps (stage, version, changed) VALUES ($1, $2, $3) \
+         ON CONFLICT (stage, version) DO NOTHING",
+    )
+    .bind(stage)
+    .bind(to_i64(version))
+    .bind(to_i64(changed))
+    .execute(pool)
+    .await
+    .map(|_| ())
+    .map_err(StoreError::query("recording a rule sweep"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

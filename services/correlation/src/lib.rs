@@ -62,9 +62,11 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), CorrelationError> {
-    let rules = mesh_stage::RulesHandle::new(
-        mesh_stage::load_versioned_rules(&config, &pool, STAGE).await?,
-    );
+    let rules = match mesh_stage::load_versioned_rules(&config, &pool, STAGE, &shutdown).await? {
+        Some(rules) => mesh_stage::RulesHandle::new(rules),
+        // Stopped while waiting for the database.
+        None => return Ok(()),
+    };
     tokio::spawn(mesh_stage::follow_rules(
         bus.clone(),
         pool.clone(),

@@ -18,12 +18,27 @@ use mesh_store::audit::AuditEntry;
 use mesh_store::json::value_to_json;
 use mesh_store::pipeline::{self, AttributeIndexChange, StoredLink};
 use serde_json::json;
+use sqlx::{PgConnection, Postgres, Transaction};
+
+/// Mesh objects per transaction of a rule-change sweep.
+const SWEEP_PAGE: i64 = 200;
 
 /// Handles batches of correlated changes.
 #[derive(Debug)]
 pub struct FlowHandler {
     rules: RulesHandle,
     stage: Stage,
+}
+
+/// What [`FlowHandler::resolve_again`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedAgain {
+    /// How many mesh objects changed.
+    pub changed: usize,
+    /// Each mesh object's version afterwards.
+    pub versions: HashMap<MeshObjectId, u64>,
+    /// The sequence of the last audit entry written (0: none).
+    pub audit_sequence: u64,
 }
 
 /// One mesh object while a batch works on it.
@@ -42,6 +57,11 @@ impl FlowHandler {
     /// A handler applying `rules` as `stage`.
     pub fn new(rules: RulesHandle, stage: Stage) -> Self {
         Self { rules, stage }
+    }
+
+    /// The stage it commits through.
+    pub fn stage(&self) -> &Stage {
+        &self.stage
     }
 
     fn transform_errors(
@@ -68,6 +88,166 @@ impl FlowHandler {
                 }),
             });
         }
+    }
+
+    /// Loads and locks mesh objects `affected` with their links and overrides, and computes
+    /// each linked connector object's contributions under `rules`.
+    async fn load_working(
+        &self,
+        tx: &mut PgConnection,
+        rules: &RuleSet,
+        affected: &BTreeSet<MeshObjectId>,
+    ) -> Result<HashMap<MeshObjectId, Working>, HandlerError> {
+        let mut states = pipeline::lock_mesh_objects(&mut *tx, affected)
+            .await
+            .map_err(store_error)?;
+        let mut links = pipeline::links(&mut *tx, affected)
+            .await
+            .map_err(store_error)?;
+        let mut overrides = pipeline::overrides(&mut *tx, affected)
+            .await
+            .map_err(store_error)?;
+        let mut working: HashMap<MeshObjectId, Working> = HashMap::with_capacity(states.len());
+        for id in affected {
+            let Some(state) = states.remove(id) else {
+                return Err(HandlerError::failed(format!(
+                    "mesh object {id} is not in the store (correlation creates it before it \
+                     publishes a join)"
+                )));
+            };
+            let links = links.remove(id).unwrap_or_default();
+            let contributions = links
+                .iter()
+                .filter(|(_, link)| link.linked)
+                .map(|(object, link)| {
+                    let outcome = flow(
+                        rules,
+                        object,
+                        &link.attributes,
+                        *id,
+                        link.event,
+                        link.event_time,
+                        Trace::disabled(),
+                    );
+                    (object.clone(), outcome.contributions)
+                })
+                .collect();
+            working.insert(
+                *id,
+                Working {
+                    state,
+                    links,
+                    contributions,
+                    overrides: overrides.remove(id).unwrap_or_default(),
+                    dirty_links: BTreeSet::new(),
+                    index: BTreeMap::new(),
+                    touched: false,
+                },
+            );
+        }
+
+        Ok(working)
+    }
+
+    /// Writes what the batch changed (states, join-target index, links), audits and commits.
+    async fn save_working(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        working: &HashMap<MeshObjectId, Working>,
+        entries: &[AuditEntry],
+        outgoing: Vec<Outgoing>,
+    ) -> Result<u64, HandlerError> {
+        let touched: Vec<&Working> = working.values().filter(|w| w.touched).collect();
+        let states: Vec<&MeshObjectState> = touched.iter().map(|w| &w.state).collect();
+        pipeline::save_mesh_objects(&mut tx, &states)
+            .await
+            .map_err(store_error)?;
+        let index: Vec<AttributeIndexChange> = touched
+            .iter()
+            .flat_map(|w| {
+                w.index.iter().map(|(name, key)| AttributeIndexChange {
+                    mesh_object: w.state.id,
+                    object_type: w.state.object_type.clone(),
+                    name: name.clone(),
+                    key: key.clone(),
+                })
+            })
+            .collect();
+        pipeline::index_mesh_attributes(&mut tx, &index)
+            .await
+            .map_err(store_error)?;
+        let saved_links: Vec<(MeshObjectId, &ConnectorObjectRef, &StoredLink)> = touched
+            .iter()
+            .flat_map(|w| {
+                w.dirty_links
+                    .iter()
+                    .filter_map(|o| w.links.get(o).map(|l| (w.state.id, o, l)))
+            })
+            .collect();
+        pipeline::save_links(&mut tx, &saved_links)
+            .await
+            .map_err(store_error)?;
+        self.stage.commit_audited(tx, entries, outgoing).await
+    }
+
+    /// Resolves every mesh object again under `rules`, a rule version that just came into
+    /// force, a page at a time; returns how many changed. Each change is published as flow
+    /// publishes any other, with an id derived from the version and the object, so two
+    /// replicas sweeping at once publish each change once (and the second finds nothing left
+    /// to change under the row locks).
+    pub async fn sweep(&self, rules: &RuleSet) -> Result<usize, HandlerError> {
+        let cause = EventId::derive("rules", &rules.version().to_be_bytes());
+        let mut after = None;
+        let mut changed = 0;
+        loop {
+            let ids = pipeline::mesh_object_ids_after(self.stage.pool(), after, SWEEP_PAGE)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = ids.last() else {
+                return Ok(changed);
+            };
+            after = Some(*last);
+            let tx = self.stage.begin_without_inbox().await?;
+            let ids: BTreeSet<MeshObjectId> = ids.into_iter().collect();
+            changed += self
+                .resolve_again(tx, rules, &ids, cause, Vec::new())
+                .await?
+                .changed;
+        }
+    }
+
+    /// Resolves mesh objects `ids` again under `rules` inside `tx`, as `tx` sees their links
+    /// and overrides (an operator's override written in it, say), then audits (`entries`
+    /// first), commits and publishes the changes as caused by `cause`.
+    pub async fn resolve_again(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        rules: &RuleSet,
+        ids: &BTreeSet<MeshObjectId>,
+        cause: EventId,
+        mut entries: Vec<AuditEntry>,
+    ) -> Result<ResolvedAgain, HandlerError> {
+        let mut working = self.load_working(&mut tx, rules, ids).await?;
+        let now = Utc::now();
+        let mut outgoing = Vec::new();
+        for w in working.values_mut() {
+            if let Some(change) = self.recompute(rules, w, cause, cause, now, &mut entries) {
+                let subject = format!("mesh.object.{}", change.object_type);
+                let msg_id = change.event_id.to_string();
+                outgoing.push(Outgoing::event(subject, msg_id, change));
+            }
+        }
+        let changed = outgoing.len();
+        let versions = working
+            .iter()
+            .map(|(id, w)| (*id, w.state.version))
+            .collect();
+        let audit_sequence = self.save_working(tx, &working, &entries, outgoing).await?;
+        Ok(ResolvedAgain {
+            changed,
+            versions,
+            audit_sequence,
+        })
     }
 
     /// Resolves `working` again after its links changed; returns the change to publish.
@@ -187,53 +367,7 @@ impl BatchHandler for FlowHandler {
                 joined.into_iter().chain(c.previous_mesh_object)
             })
             .collect();
-        let mut states = pipeline::lock_mesh_objects(&mut tx, &affected)
-            .await
-            .map_err(store_error)?;
-        let mut links = pipeline::links(&mut tx, &affected)
-            .await
-            .map_err(store_error)?;
-        let mut overrides = pipeline::overrides(&mut tx, &affected)
-            .await
-            .map_err(store_error)?;
-        let mut working: HashMap<MeshObjectId, Working> = HashMap::with_capacity(states.len());
-        for id in &affected {
-            let Some(state) = states.remove(id) else {
-                return Err(HandlerError::failed(format!(
-                    "mesh object {id} is not in the store (correlation creates it before it \
-                     publishes a join)"
-                )));
-            };
-            let links = links.remove(id).unwrap_or_default();
-            let contributions = links
-                .iter()
-                .filter(|(_, link)| link.linked)
-                .map(|(object, link)| {
-                    let outcome = flow(
-                        &rules,
-                        object,
-                        &link.attributes,
-                        *id,
-                        link.event,
-                        link.event_time,
-                        Trace::disabled(),
-                    );
-                    (object.clone(), outcome.contributions)
-                })
-                .collect();
-            working.insert(
-                *id,
-                Working {
-                    state,
-                    links,
-                    contributions,
-                    overrides: overrides.remove(id).unwrap_or_default(),
-                    dirty_links: BTreeSet::new(),
-                    index: BTreeMap::new(),
-                    touched: false,
-                },
-            );
-        }
+        let mut working = self.load_working(&mut tx, &rules, &affected).await?;
 
         let mut entries = Vec::new();
         let mut outgoing = Vec::new();
@@ -320,37 +454,9 @@ impl BatchHandler for FlowHandler {
             }
         }
 
-        let touched: Vec<&Working> = working.values().filter(|w| w.touched).collect();
-        let states: Vec<&MeshObjectState> = touched.iter().map(|w| &w.state).collect();
-        pipeline::save_mesh_objects(&mut tx, &states)
+        self.save_working(tx, &working, &entries, outgoing)
             .await
-            .map_err(store_error)?;
-        let index: Vec<AttributeIndexChange> = touched
-            .iter()
-            .flat_map(|w| {
-                w.index.iter().map(|(name, key)| AttributeIndexChange {
-                    mesh_object: w.state.id,
-                    object_type: w.state.object_type.clone(),
-                    name: name.clone(),
-                    key: key.clone(),
-                })
-            })
-            .collect();
-        pipeline::index_mesh_attributes(&mut tx, &index)
-            .await
-            .map_err(store_error)?;
-        let saved_links: Vec<(MeshObjectId, &ConnectorObjectRef, &StoredLink)> = touched
-            .iter()
-            .flat_map(|w| {
-                w.dirty_links
-                    .iter()
-                    .filter_map(|o| w.links.get(o).map(|l| (w.state.id, o, l)))
-            })
-            .collect();
-        pipeline::save_links(&mut tx, &saved_links)
-            .await
-            .map_err(store_error)?;
-        self.stage.commit(tx, &entries, outgoing).await
+            .map(|_| ())
     }
 }
 

@@ -26,7 +26,7 @@ use mesh_stage::{RulesError, Stage};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use handler::FlowHandler;
+pub use handler::{FlowHandler, ResolvedAgain};
 
 /// The inbox consumer, outbox stage and audit chain of the flow service.
 pub const STAGE: &str = consumers::FLOW;
@@ -54,9 +54,11 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), FlowError> {
-    let rules = mesh_stage::RulesHandle::new(
-        mesh_stage::load_versioned_rules(&config, &pool, STAGE).await?,
-    );
+    let rules = match mesh_stage::load_versioned_rules(&config, &pool, STAGE, &shutdown).await? {
+        Some(rules) => mesh_stage::RulesHandle::new(rules),
+        // Stopped while waiting for the database.
+        None => return Ok(()),
+    };
     tokio::spawn(mesh_stage::follow_rules(
         bus.clone(),
         pool.clone(),
@@ -87,7 +89,23 @@ pub async fn run_with_rules(
     shutdown: CancellationToken,
 ) -> Result<(), FlowError> {
     let spec = topology.consumer(STAGE).ok_or(FlowError::MissingConsumer)?;
-    let handler = FlowHandler::new(rules, Stage::new(STAGE, pool, bus.publisher(), metrics));
-    run_consumer(bus, spec, settings, &handler, shutdown).await?;
+    let handler = FlowHandler::new(
+        rules.clone(),
+        Stage::new(STAGE, pool.clone(), bus.publisher(), metrics),
+    );
+    // Every mesh object is resolved again under each new rule version, beside the consumer.
+    let sweep = mesh_stage::sweep_rule_versions(pool, rules, STAGE, shutdown.clone(), |rules| {
+        let handler = &handler;
+        async move { handler.sweep(&rules).await }
+    });
+    // The sweep ends only at shutdown; the consumer's end (or failure) ends the service.
+    let sweep = async {
+        sweep.await;
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        consumed = run_consumer(bus, spec, settings, &handler, shutdown) => consumed?,
+        () = sweep => {}
+    }
     Ok(())
 }

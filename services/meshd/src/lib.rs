@@ -131,7 +131,9 @@ pub const SERVICES: &[ServiceDef] = &[
     ServiceDef {
         name: "query",
         about: "MeshQuery and RuleAdmin over gRPC: lineage, review queue, exports, audit, rule versions",
-        run: |c, t| Box::pin(async move { Ok(query::run(c.config, c.bus, c.pool, t).await?) }),
+        run: |c, t| {
+            Box::pin(async move { Ok(query::run(c.config, c.bus, c.pool, c.metrics, t).await?) })
+        },
     },
 ];
 

@@ -58,6 +58,9 @@ path = "{rules}"
 
 [risk]
 listen = "127.0.0.1:0"
+
+[query]
+listen = "127.0.0.1:0"
 "#,
         rules = mesh_testkit::workspace_root()
             .join("examples/rules")
@@ -238,6 +241,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         .env("MESH_POSTGRES__URL", db.url())
         .env("MESH_ADMIN__LISTEN", format!("127.0.0.1:{port}"))
         .env("MESH_RISK__LISTEN", "127.0.0.1:0")
+        .env("MESH_QUERY__LISTEN", "127.0.0.1:0")
         .env(
             "MESH_RULES__PATH",
             mesh_testkit::workspace_root().join("examples/rules"),

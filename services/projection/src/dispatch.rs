@@ -293,6 +293,58 @@ pub async fn project_due_deletions(
     Ok(due.len())
 }
 
+/// Mesh objects per transaction of a rule-change sweep.
+const SWEEP_PAGE: i64 = 200;
+
+/// Projects every resolved mesh object again under the rule version in force (one that just
+/// came into force), a page at a time: objects enter or leave scopes, and targets receive
+/// what the new outbound rules shape. Returns how many audit entries it wrote (one per scope
+/// change and export command). The commands' cause is derived from the version and the
+/// object, so two replicas sweeping at once record each command once (the second finds the
+/// targets already up to date under the row locks).
+pub async fn sweep(
+    handler: &ProjectionHandler,
+    version: u64,
+) -> Result<usize, mesh_bus::HandlerError> {
+    let mut after = None;
+    let mut written = 0;
+    loop {
+        let ids =
+            mesh_store::pipeline::mesh_object_ids_after(handler.stage().pool(), after, SWEEP_PAGE)
+                .await
+                .map_err(mesh_stage::store_error)?;
+        let Some(last) = ids.last() else {
+            return Ok(written);
+        };
+        after = Some(*last);
+        let now = Utc::now();
+        let objects: BTreeMap<_, _> = ids
+            .iter()
+            .map(|id| {
+                let mut name = version.to_be_bytes().to_vec();
+                name.extend_from_slice(id.as_uuid().as_bytes());
+                let reason = Reason {
+                    cause: mesh_model::EventId::derive("rules", &name),
+                    now,
+                    again: true,
+                    traceparent: None,
+                };
+                (*id, reason)
+            })
+            .collect();
+        let mut tx = handler.stage().begin_without_inbox().await?;
+        let projected = handler.project_objects(&mut tx, &objects).await?;
+        written += projected.entries.len();
+        handler
+            .stage()
+            .commit(tx, &projected.entries, projected.sends)
+            .await?;
+        if projected.queued {
+            handler.wake();
+        }
+    }
+}
+
 /// Runs [`project_due_deletions`] every `interval` until `shutdown`.
 pub(crate) async fn grace_timer(
     handler: &ProjectionHandler,

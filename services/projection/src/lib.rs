@@ -256,7 +256,11 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionError> {
-    let rules = mesh_stage::load_versioned_rules(&config, &pool, STAGE).await?;
+    let Some(rules) = mesh_stage::load_versioned_rules(&config, &pool, STAGE, &shutdown).await?
+    else {
+        // Stopped while waiting for the database.
+        return Ok(());
+    };
     // Guards are read once: a target's `massDeletionGuard` changes on restart.
     let settings = Arc::new(ProjectionSettings::new(&config.projection, &rules)?);
     let rules = mesh_stage::RulesHandle::new(rules);
@@ -278,6 +282,34 @@ pub async fn run(
         shutdown,
     )
     .await
+}
+
+/// How long a projection sweep waits for flow's sweep of the same version before it goes on
+/// alone (flow is down, or not deployed beside this projection).
+const FLOW_SWEEP_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until flow has swept under `version`, at most [`FLOW_SWEEP_WAIT`].
+async fn wait_for_flow_sweep(pool: &PgPool, version: u64, shutdown: &CancellationToken) {
+    let deadline = tokio::time::Instant::now() + FLOW_SWEEP_WAIT;
+    loop {
+        if matches!(
+            mesh_store::rules::swept(pool, "flow", version).await,
+            Ok(true)
+        ) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                version,
+                "flow has not re-resolved the mesh under the new rule version; projecting the current state"
+            );
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
 }
 
 /// Runs the projection service's four loops with `rules` until `shutdown`.
@@ -315,11 +347,26 @@ pub async fn run_with_rules(
     );
     let dispatcher = Dispatcher::new(pool.clone(), bus.publisher(), metrics, wake);
 
-    let (changes, results, dispatched, ()) = tokio::join!(
+    // Every mesh object is projected again under each new rule version, once flow has
+    // resolved them all again under it: each object is then projected once, with its new
+    // attributes, as a preview computes.
+    let sweep_stop = shutdown.clone();
+    let sweep_pool = pool.clone();
+    let sweep =
+        mesh_stage::sweep_rule_versions(pool.clone(), rules, STAGE, shutdown.clone(), |rules| {
+            let (projection, pool, stop) = (&projection, &sweep_pool, &sweep_stop);
+            async move {
+                let version = rules.version();
+                wait_for_flow_sweep(pool, version, stop).await;
+                dispatch::sweep(projection, version).await
+            }
+        });
+    let (changes, results, dispatched, (), ()) = tokio::join!(
         run_consumer(bus, changes, consumer, &projection, shutdown.clone()),
         run_consumer(bus, results, consumer, &results_handler, shutdown.clone()),
         dispatcher.run(settings.timer_interval, shutdown.clone()),
         dispatch::grace_timer(&projection, settings.timer_interval, shutdown.clone()),
+        sweep,
     );
     changes?;
     results?;

@@ -69,7 +69,12 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), ProvisioningError> {
-    let rules = mesh_stage::load_configured_rules(&config, STAGE)?;
+    // Targets are built once: a change of a target's connection settings needs a restart.
+    let Some(rules) = mesh_stage::load_versioned_rules(&config, &pool, STAGE, &shutdown).await?
+    else {
+        // Stopped while waiting for the database.
+        return Ok(());
+    };
     let targets = Arc::new(Targets::from_rules(&rules)?);
     tracing::info!(
         targets = %targets.connectors().map(ToString::to_string).collect::<Vec<_>>().join(","),

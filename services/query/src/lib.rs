@@ -34,6 +34,7 @@ use mesh_proto::v1::mesh_query_server::MeshQueryServer;
 use mesh_proto::v1::rule_admin_server::RuleAdminServer;
 use mesh_runtime::auth::GrpcBearer;
 use mesh_runtime::config::{MeshConfig, QueryConfig};
+use mesh_runtime::metrics::MetricsRegistry;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -78,9 +79,31 @@ pub struct Query {
     /// The rule version in force, followed live: lineage recomputes candidates under it and a
     /// preview compares against it.
     pub rules: mesh_stage::RulesHandle,
+    /// Flow's resolution, run by this service (stage `query`: its outbox and audit chain) to
+    /// apply overrides at once.
+    pub flow: Arc<flow::FlowHandler>,
 }
 
 impl Query {
+    /// Everything both services need, from the daemon's connections.
+    pub fn new(
+        pool: PgPool,
+        bus: Bus,
+        mesh: Arc<MeshConfig>,
+        rules: mesh_stage::RulesHandle,
+        metrics: &MetricsRegistry,
+    ) -> Self {
+        let stage = mesh_stage::Stage::new(AUDIT_WRITER, pool.clone(), bus.publisher(), metrics);
+        Self {
+            flow: Arc::new(flow::FlowHandler::new(rules.clone(), stage)),
+            pool,
+            bus,
+            config: Arc::new(mesh.query.clone()),
+            mesh,
+            rules,
+        }
+    }
+
     /// The page size for a request asking for `requested` (0: the default), capped.
     pub fn page_size(&self, requested: u32) -> u32 {
         match requested {
@@ -103,12 +126,16 @@ pub async fn run(
     config: Arc<MeshConfig>,
     bus: Bus,
     pool: PgPool,
+    metrics: MetricsRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), QueryError> {
     let listener = bind(&config.query).await?;
-    let rules = mesh_stage::RulesHandle::new(
-        mesh_stage::load_versioned_rules(&config, &pool, AUDIT_WRITER).await?,
-    );
+    let rules =
+        match mesh_stage::load_versioned_rules(&config, &pool, AUDIT_WRITER, &shutdown).await? {
+            Some(rules) => mesh_stage::RulesHandle::new(rules),
+            // Stopped while waiting for the database.
+            None => return Ok(()),
+        };
     tokio::spawn(mesh_stage::follow_rules(
         bus.clone(),
         pool.clone(),
@@ -116,13 +143,7 @@ pub async fn run(
         AUDIT_WRITER,
         shutdown.clone(),
     ));
-    let query = Query {
-        pool,
-        bus,
-        config: Arc::new(config.query.clone()),
-        mesh: config,
-        rules,
-    };
+    let query = Query::new(pool, bus, config, rules, &metrics);
     serve(query, listener, shutdown).await
 }
 

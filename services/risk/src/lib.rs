@@ -589,7 +589,12 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RiskError> {
-    let rules = mesh_stage::load_versioned_rules(&config, &pool, SIGNALS_STAGE).await?;
+    let Some(rules) =
+        mesh_stage::load_versioned_rules(&config, &pool, SIGNALS_STAGE, &shutdown).await?
+    else {
+        // Stopped while waiting for the database.
+        return Ok(());
+    };
     let state = RedisState::new(
         connect_redis(config.redis.url.expose())?,
         config.risk.key_prefix.clone(),

@@ -230,6 +230,55 @@ impl Mesh {
         self.running.insert(name, Running::Task(token, task));
     }
 
+    /// Runs the query service (MeshQuery, RuleAdmin) as a task of this process on a free
+    /// loopback port, following the rule versions; returns its URL.
+    pub async fn run_query(&mut self, token_sha256: Vec<String>) -> String {
+        let mut config = mesh_runtime::config::MeshConfig::default();
+        config.query.listen = "127.0.0.1:0".parse().unwrap();
+        config.query.token_sha256 = token_sha256;
+        let listener = query::bind(&config.query).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let token = CancellationToken::new();
+        let handle = mesh_stage::RulesHandle::from_shared(self.rules.clone());
+        tokio::spawn(mesh_stage::follow_rules(
+            self.bus.clone(),
+            self.pool.clone(),
+            handle.clone(),
+            "test",
+            token.clone(),
+        ));
+        let query = query::Query::new(
+            self.pool.clone(),
+            self.bus.clone(),
+            Arc::new(config),
+            handle,
+            &MetricsRegistry::new(),
+        );
+        let stop = token.clone();
+        let task = tokio::spawn(async move {
+            if let Err(error) = query::serve(query, listener, stop).await {
+                panic!("query stopped: {error}");
+            }
+        });
+        self.running.insert("query", Running::Task(token, task));
+        url
+    }
+
+    /// Waits until `stage` has re-evaluated its state under rule version `version`.
+    pub async fn wait_swept(&self, stage: &str, version: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !mesh_store::rules::swept(&self.pool, stage, version)
+            .await
+            .unwrap()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{stage} has not swept rule version {version} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs `service` as a `meshd run <service>` child process.
     pub fn run_process(&mut self, service: &'static str) {
         let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
