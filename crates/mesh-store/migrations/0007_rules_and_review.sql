@@ -36,3 +36,6 @@ CREATE TABLE rule_sweeps (
 
 -- Who pinned an override (the query service's SetOverride names an actor).
 ALTER TABLE mesh_overrides ADD COLUMN actor text NOT NULL DEFAULT '';
+
+-- The rule set version flow last resolved each mesh object under.
+ALTER TABLE mesh_objects ADD COLUMN rule_version bigint NOT NULL DEFAULT 0;

@@ -583,10 +583,12 @@ async fn load_mesh_objects(
     Ok(found)
 }
 
-/// Writes the resolved state of mesh objects (version, lifecycle, attributes, lineage).
+/// Writes the resolved state of mesh objects (version, lifecycle, attributes, lineage) and the
+/// rule version they were resolved under.
 pub async fn save_mesh_objects(
     conn: &mut PgConnection,
     states: &[&MeshObjectState],
+    rule_version: u64,
 ) -> Result<(), StoreError> {
     if states.is_empty() {
         return Ok(());
@@ -612,7 +614,7 @@ pub async fn save_mesh_objects(
     sqlx::query(
         "UPDATE mesh_objects m SET version = t.version, lifecycle = t.lifecycle, \
            authority_seen = t.authority_seen, attributes = t.attributes, lineage = t.lineage, \
-           updated_at = now() \
+           rule_version = $7, updated_at = now() \
          FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::bool[], $5::jsonb[], $6::jsonb[]) \
            AS t(id, version, lifecycle, authority_seen, attributes, lineage) \
          WHERE m.id = t.id AND m.id = ANY($1)",
@@ -623,6 +625,7 @@ pub async fn save_mesh_objects(
     .bind(&authority)
     .bind(&attributes)
     .bind(&lineages)
+    .bind(i64::try_from(rule_version).unwrap_or(i64::MAX))
     .execute(&mut *conn)
     .await
     .map_err(StoreError::query("saving mesh objects"))?;

@@ -153,13 +153,14 @@ impl FlowHandler {
     async fn save_working(
         &self,
         mut tx: Transaction<'static, Postgres>,
+        rules: &RuleSet,
         working: &HashMap<MeshObjectId, Working>,
         entries: &[AuditEntry],
         outgoing: Vec<Outgoing>,
     ) -> Result<u64, HandlerError> {
         let touched: Vec<&Working> = working.values().filter(|w| w.touched).collect();
         let states: Vec<&MeshObjectState> = touched.iter().map(|w| &w.state).collect();
-        pipeline::save_mesh_objects(&mut tx, &states)
+        pipeline::save_mesh_objects(&mut tx, &states, rules.version())
             .await
             .map_err(store_error)?;
         let index: Vec<AttributeIndexChange> = touched
@@ -242,7 +243,9 @@ impl FlowHandler {
             .iter()
             .map(|(id, w)| (*id, w.state.version))
             .collect();
-        let audit_sequence = self.save_working(tx, &working, &entries, outgoing).await?;
+        let audit_sequence = self
+            .save_working(tx, rules, &working, &entries, outgoing)
+            .await?;
         Ok(ResolvedAgain {
             changed,
             versions,
@@ -454,7 +457,7 @@ impl BatchHandler for FlowHandler {
             }
         }
 
-        self.save_working(tx, &working, &entries, outgoing)
+        self.save_working(tx, &rules, &working, &entries, outgoing)
             .await
             .map(|_| ())
     }

@@ -272,6 +272,15 @@ async fn a_preview_equals_what_applying_then_does_and_the_next_events_use_the_ne
             .to_string(),
         r#""CARL CONTRACT""#
     );
+    let stale: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mesh_objects WHERE rule_version <> 2")
+            .fetch_one(&mesh.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stale, 0,
+        "every mesh object was resolved again under version 2"
+    );
 
     // The next event runs under version 2 and says so.
     mesh.publish(&[hr(7, "Barbara Liskov", "Research")]).await;
