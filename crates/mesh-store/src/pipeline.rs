@@ -901,3 +901,35 @@ pub async fn remove_override(
         .map(|r| r.rows_affected() > 0)
         .map_err(StoreError::query("removing an override"))
 }
+
+/// Up to `limit` waiting connector objects (disconnectors and ambiguous matches) after
+/// `after` in key order: a rule-change sweep's next page.
+pub async fn unjoined_after(
+    pool: &sqlx::PgPool,
+    after: Option<&ConnectorObjectRef>,
+    limit: i64,
+) -> Result<Vec<ConnectorObjectRef>, StoreError> {
+    let (c, t, e) = after.map_or(("", "", ""), |o| {
+        (
+            o.connector.as_str(),
+            o.object_type.as_str(),
+            o.external_id.as_str(),
+        )
+    });
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        r#"SELECT connector, object_type, external_id FROM connector_objects
+           WHERE state IN ('disconnector', 'ambiguous')
+             AND (connector COLLATE "C", object_type COLLATE "C", external_id COLLATE "C")
+                 > ($1 COLLATE "C", $2 COLLATE "C", $3 COLLATE "C")
+           ORDER BY connector COLLATE "C", object_type COLLATE "C", external_id COLLATE "C"
+           LIMIT $4"#,
+    )
+    .bind(c)
+    .bind(t)
+    .bind(e)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(StoreError::query("listing waiting connector objects"))?;
+    rows.iter().map(|(c, t, e)| object_ref(c, t, e)).collect()
+}

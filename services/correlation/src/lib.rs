@@ -107,12 +107,18 @@ pub async fn run_with_rules(
         Stage::new(STAGE, pool.clone(), bus.publisher(), metrics),
     );
     let rejoin = RejoinHandler::new(
-        rules,
-        Stage::new(REJOIN_STAGE, pool, bus.publisher(), metrics),
+        rules.clone(),
+        Stage::new(REJOIN_STAGE, pool.clone(), bus.publisher(), metrics),
     );
-    let (a, b) = tokio::join!(
+    // Every waiting object is correlated again under each new rule version.
+    let sweep = mesh_stage::sweep_rule_versions(pool, rules, STAGE, shutdown.clone(), |rules| {
+        let rejoin = &rejoin;
+        async move { rejoin.sweep(&rules).await }
+    });
+    let (a, b, ()) = tokio::join!(
         run_consumer(bus, changes_spec, settings, &changes, shutdown.clone()),
         run_consumer(bus, rejoin_spec, settings, &rejoin, shutdown),
+        sweep,
     );
     a?;
     b?;

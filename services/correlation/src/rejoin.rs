@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
-use mesh_engine::{CorrelateInput, Trace, correlate, join_queries, retry_queries};
+use mesh_engine::{CorrelateInput, RuleSet, Trace, correlate, join_queries, retry_queries};
 use mesh_model::{
     ChangeEvent, ChangeOperation, ConnectorObjectRef, CorrelatedChange, EventId, JoinState,
     MeshObjectChanged, MeshObjectId,
@@ -94,6 +94,45 @@ impl BatchHandler for RejoinHandler {
             return Ok(());
         }
 
+        let found: Vec<(ConnectorObjectRef, Trigger)> = found
+            .into_iter()
+            .filter_map(|(object, query)| {
+                let (delivery, change) = query_cause.get(query).and_then(|i| changes.get(*i))?;
+                Some((
+                    object,
+                    Trigger {
+                        cause: change.cause,
+                        at: change.occurred_at,
+                        message: change.event_id,
+                        span: Some(delivery.span().clone()),
+                    },
+                ))
+            })
+            .collect();
+        self.retry(&rules, found).await.map(|_| ())
+    }
+}
+
+/// Why waiting objects are tried again: a mesh object change, or a new rule version.
+struct Trigger {
+    /// The cause the joins name (the change's cause; a rule version's own event).
+    cause: EventId,
+    /// Its time.
+    at: chrono::DateTime<chrono::Utc>,
+    /// The message the retry's ids derive from.
+    message: EventId,
+    /// The consume span to publish in, for a delivery.
+    span: Option<tracing::Span>,
+}
+
+impl RejoinHandler {
+    /// Correlates the `found` objects again (those still waiting, locked and read afresh);
+    /// commits and publishes the joins. Returns how many changed.
+    async fn retry(
+        &self,
+        rules: &RuleSet,
+        found: Vec<(ConnectorObjectRef, Trigger)>,
+    ) -> Result<usize, HandlerError> {
         // The objects are locked and their state read again: only those still waiting retry.
         let mut tx = self.stage.begin_without_inbox().await?;
         let objects: BTreeSet<ConnectorObjectRef> = found.iter().map(|(o, _)| o.clone()).collect();
@@ -103,7 +142,7 @@ impl BatchHandler for RejoinHandler {
         let searches: Vec<_> = objects
             .iter()
             .filter_map(|o| current.get(o).map(|c| (o, c)))
-            .flat_map(|(o, c)| join_queries(&rules, o, &c.attributes))
+            .flat_map(|(o, c)| join_queries(rules, o, &c.attributes))
             .collect();
         let mut lookups = pipeline::join_lookups(&mut tx, &searches)
             .await
@@ -114,7 +153,7 @@ impl BatchHandler for RejoinHandler {
         let mut new_mesh_objects = Vec::new();
         let mut entries = Vec::new();
         let mut outgoing = Vec::new();
-        for (object, query) in found {
+        for (object, trigger) in found {
             let Some(stored) = current.get(&object) else {
                 continue;
             };
@@ -124,13 +163,8 @@ impl BatchHandler for RejoinHandler {
             ) {
                 continue;
             }
-            let Some((delivery, trigger)) =
-                query_cause.get(query).and_then(|index| changes.get(*index))
-            else {
-                continue;
-            };
             let correlation = correlate(
-                &rules,
+                rules,
                 &CorrelateInput {
                     object: &object,
                     operation: ChangeOperation::Upsert,
@@ -155,7 +189,7 @@ impl BatchHandler for RejoinHandler {
                 Some(&stored.join),
                 &correlation,
                 trigger.cause,
-                trigger.occurred_at,
+                trigger.at,
                 true,
             ));
             let mut updated = stored.clone();
@@ -163,13 +197,13 @@ impl BatchHandler for RejoinHandler {
             if let JoinState::Joined { .. } = &correlation.outcome {
                 let subject = joined_subject(&object.connector);
                 let correlated = CorrelatedChange {
-                    event_id: rejoin_event_id(trigger.event_id, &object),
+                    event_id: rejoin_event_id(trigger.message, &object),
                     change: ChangeEvent {
                         event_id: trigger.cause,
                         object: object.clone(),
                         operation: ChangeOperation::Upsert,
                         attributes: stored.attributes.clone(),
-                        source_time: trigger.occurred_at,
+                        source_time: trigger.at,
                     },
                     join: correlation.outcome.clone(),
                     previous_mesh_object: None,
@@ -177,23 +211,60 @@ impl BatchHandler for RejoinHandler {
                     source_sequence: stored.last_sequence,
                 };
                 let msg_id = correlated.event_id.to_string();
-                outgoing.push(
-                    delivery
-                        .span()
-                        .in_scope(|| Outgoing::event(subject, msg_id, correlated)),
-                );
+                let message = || Outgoing::event(subject, msg_id, correlated);
+                outgoing.push(match &trigger.span {
+                    Some(span) => span.in_scope(message),
+                    None => message(),
+                });
             }
             current.insert(object.clone(), updated);
             touched.insert(object);
         }
 
-        save(&mut tx, &rules, &current, &touched, &unjoined_before).await?;
+        let changed = touched.len();
+        save(&mut tx, rules, &current, &touched, &unjoined_before).await?;
         pipeline::insert_mesh_objects(&mut tx, &new_mesh_objects)
             .await
             .map_err(store_error)?;
-        self.stage.commit(tx, &entries, outgoing).await
+        self.stage.commit(tx, &entries, outgoing).await?;
+        Ok(changed)
+    }
+
+    /// Correlates every waiting object (disconnectors and ambiguous matches) again under
+    /// `rules`, a rule version that just came into force, a page at a time; returns how many
+    /// changed. The joins name the version's own event as their cause.
+    pub async fn sweep(&self, rules: &RuleSet) -> Result<usize, HandlerError> {
+        let cause = EventId::derive("rules", &rules.version().to_be_bytes());
+        let mut after = None;
+        let mut changed = 0;
+        loop {
+            let page = pipeline::unjoined_after(self.stage.pool(), after.as_ref(), SWEEP_PAGE)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = page.last() else {
+                return Ok(changed);
+            };
+            after = Some(last.clone());
+            let now = chrono::Utc::now();
+            let found = page
+                .into_iter()
+                .map(|object| {
+                    let trigger = Trigger {
+                        cause,
+                        at: now,
+                        message: cause,
+                        span: None,
+                    };
+                    (object, trigger)
+                })
+                .collect();
+            changed += self.retry(rules, found).await?;
+        }
     }
 }
+
+/// Waiting objects per transaction of a rule-change sweep.
+const SWEEP_PAGE: i64 = 200;
 
 /// The id of the correlated change a mesh object change's retry produced for `object`.
 fn rejoin_event_id(trigger: EventId, object: &ConnectorObjectRef) -> EventId {

@@ -560,3 +560,42 @@ async fn a_review_entry_joined_by_hand_holds_and_an_override_wins_until_removed(
     assert!(verification.is_intact(), "{:?}", verification.problems);
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_join_rule_joins_the_objects_waiting_for_it() {
+    let (mut mesh, mut admin, _) = start().await;
+    mesh.publish(&[hr(1, "Ada Lovelace", "Engineering")]).await;
+    // AD carries the employee id under another name than the join rule reads.
+    mesh.publish(&[change(
+        "ad",
+        "ada",
+        &[("empId", "E001"), ("mail", "ada@example.com")],
+        0,
+    )])
+    .await;
+    mesh.wait_quiet(QUIET).await;
+    assert_eq!(mesh_object_of(&mesh, "ad", "ada").await, None);
+
+    let v2 = RULES.replace("sourceAttribute: employeeNumber", "sourceAttribute: empId");
+    let applied = admin
+        .apply_rules(v1::ApplyRulesRequest {
+            files: files(&v2),
+            actor: "ops".into(),
+            reason: "AD sends empId".into(),
+            expected_current_version: Some(1),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(applied.applied, "{:?}", applied.diagnostics);
+    mesh.wait_swept("correlation", 2, QUIET).await;
+    mesh.wait_quiet(QUIET).await;
+    let ada = mesh_object_of(&mesh, "hr", "E001").await;
+    assert!(ada.is_some());
+    assert_eq!(mesh_object_of(&mesh, "ad", "ada").await, ada);
+    assert_eq!(
+        attribute(&mesh, "E001", "Mail").await.unwrap().to_string(),
+        r#""ada@example.com""#
+    );
+    mesh.stop().await;
+}
