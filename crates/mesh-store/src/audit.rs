@@ -205,12 +205,38 @@ pub struct Verification {
     pub chains: u64,
     /// What is wrong, one line per problem; empty when every chain is intact.
     pub problems: Vec<String>,
+    /// The same problems with the row each names, in the same order.
+    pub broken: Vec<BrokenRow>,
+    /// The hash of the newest row checked (by time, chain and sequence); empty for an empty
+    /// log.
+    pub newest_hash: Vec<u8>,
+}
+
+/// A row that breaks its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenRow {
+    /// The chain.
+    pub chain: String,
+    /// The row's sequence in the chain: the row that was edited, the first row missing, or
+    /// the first row past the end that the head and the log disagree on.
+    pub seq: u64,
+    /// What is wrong, in words (the matching line of [`Verification::problems`]).
+    pub problem: String,
 }
 
 impl Verification {
     /// Returns true when no problem was found.
     pub fn is_intact(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    fn problem(&mut self, chain: &str, seq: i64, problem: String) {
+        self.broken.push(BrokenRow {
+            chain: chain.to_owned(),
+            seq: u64::try_from(seq).unwrap_or(0),
+            problem: problem.clone(),
+        });
+        self.problems.push(problem);
     }
 }
 
@@ -233,6 +259,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, StoreError> {
             .await
             .map_err(StoreError::query("reading the audit chain heads"))?;
     let mut report = Verification::default();
+    let mut newest: Option<(DateTime<Utc>, String, i64)> = None;
     for (chain, head_seq, head_hash) in heads {
         report.chains += 1;
         let mut expected_seq = 0_i64;
@@ -258,9 +285,11 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, StoreError> {
                 report.rows += 1;
                 expected_seq += 1;
                 if seq != expected_seq {
-                    report.problems.push(format!(
-                        "chain {chain}: row {expected_seq} is missing (next row is {seq})"
-                    ));
+                    report.problem(
+                        &chain,
+                        expected_seq,
+                        format!("chain {chain}: row {expected_seq} is missing (next row is {seq})"),
+                    );
                     expected_seq = seq;
                 }
                 let stored_prev: Vec<u8> = row.get("prev_hash");
@@ -282,22 +311,45 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, StoreError> {
                     &detail,
                 );
                 if stored_prev != hash {
-                    report.problems.push(format!(
-                        "chain {chain}: row {seq} does not follow the row before it"
-                    ));
+                    report.problem(
+                        &chain,
+                        seq,
+                        format!("chain {chain}: row {seq} does not follow the row before it"),
+                    );
                 }
                 if computed != stored {
-                    report.problems.push(format!(
-                        "chain {chain}: row {seq} was changed after it was written"
-                    ));
+                    report.problem(
+                        &chain,
+                        seq,
+                        format!("chain {chain}: row {seq} was changed after it was written"),
+                    );
+                }
+                let at: DateTime<Utc> = row.get("at");
+                if newest
+                    .as_ref()
+                    .is_none_or(|(t, c, s)| (at, &chain, seq) > (*t, c, *s))
+                {
+                    newest = Some((at, chain.clone(), seq));
+                    report.newest_hash.clone_from(&stored);
                 }
                 hash = stored;
             }
         }
         if expected_seq != head_seq || hash != head_hash {
-            report.problems.push(format!(
-                "chain {chain}: the head says {head_seq} rows, the log ends at row {expected_seq}"
-            ));
+            // Rows missing at the end (or beyond the head): the first row the two disagree on;
+            // the same length with another hash: the last row.
+            let first_bad = if expected_seq == head_seq {
+                head_seq
+            } else {
+                expected_seq.min(head_seq) + 1
+            };
+            report.problem(
+                &chain,
+                first_bad,
+                format!(
+                    "chain {chain}: the head says {head_seq} rows, the log ends at row {expected_seq}"
+                ),
+            );
         }
     }
     Ok(report)

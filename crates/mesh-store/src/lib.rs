@@ -16,6 +16,7 @@ pub mod json;
 pub mod outbox;
 pub mod pipeline;
 pub mod projection;
+pub mod query;
 pub mod rules;
 
 use std::time::Duration;

@@ -15,6 +15,7 @@ use mesh_model::{
     LifecycleState, MeshObjectId, ObjectType,
 };
 use serde_json::Value as Json;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -50,7 +51,7 @@ pub(crate) fn malformed(what: &'static str) -> impl Fn(String) -> StoreError {
     move |reason| StoreError::Malformed { what, reason }
 }
 
-fn object_ref(
+pub(crate) fn object_ref(
     connector: &str,
     object_type: &str,
     external_id: &str,
@@ -529,7 +530,8 @@ pub async fn lock_mesh_objects(
     .await
 }
 
-/// Loads mesh objects `ids` without locking them (queries, previews).
+/// Reads mesh objects `ids` without locking them: for readers (the query service's queries
+/// and previews) that must never make the pipeline wait.
 pub async fn read_mesh_objects(
     conn: &mut PgConnection,
     ids: &BTreeSet<MeshObjectId>,
@@ -556,31 +558,34 @@ async fn load_mesh_objects(
         .map_err(StoreError::query("loading mesh objects"))?;
     let mut found = HashMap::with_capacity(rows.len());
     for row in rows {
-        let id = MeshObjectId::from_uuid(row.get(0));
-        let object_type: String = row.get(1);
-        let version: i64 = row.get(3);
-        let lifecycle: String = row.get(4);
-        let attributes: Json = row.get(6);
-        let lineage: Json = row.get(7);
-        let lineage: BTreeMap<AttributeName, Lineage> = serde_json::from_value(lineage)
-            .map_err(|e| malformed("mesh object lineage")(e.to_string()))?;
-        found.insert(
-            id,
-            MeshObjectState {
-                id,
-                object_type: ObjectType::parse(&object_type)
-                    .map_err(|e| malformed("mesh object type")(e.to_string()))?,
-                anchor: row.get(2),
-                version: u64::try_from(version).unwrap_or(0),
-                lifecycle: lifecycle_from(&lifecycle)?,
-                authority_seen: row.get(5),
-                attributes: attributes_from_json(&attributes)
-                    .map_err(|e| malformed("mesh object attributes")(e.to_string()))?,
-                lineage,
-            },
-        );
+        let state = mesh_object_state(&row)?;
+        found.insert(state.id, state);
     }
     Ok(found)
+}
+
+/// Reads a mesh object from a row whose first columns are `id, object_type, anchor, version,
+/// lifecycle, authority_seen, attributes, lineage`.
+pub(crate) fn mesh_object_state(row: &PgRow) -> Result<MeshObjectState, StoreError> {
+    let object_type: String = row.get(1);
+    let version: i64 = row.get(3);
+    let lifecycle: String = row.get(4);
+    let attributes: Json = row.get(6);
+    let lineage: Json = row.get(7);
+    let lineage: BTreeMap<AttributeName, Lineage> = serde_json::from_value(lineage)
+        .map_err(|e| malformed("mesh object lineage")(e.to_string()))?;
+    Ok(MeshObjectState {
+        id: MeshObjectId::from_uuid(row.get(0)),
+        object_type: ObjectType::parse(&object_type)
+            .map_err(|e| malformed("mesh object type")(e.to_string()))?,
+        anchor: row.get(2),
+        version: u64::try_from(version).unwrap_or(0),
+        lifecycle: lifecycle_from(&lifecycle)?,
+        authority_seen: row.get(5),
+        attributes: attributes_from_json(&attributes)
+            .map_err(|e| malformed("mesh object attributes")(e.to_string()))?,
+        lineage,
+    })
 }
 
 /// Writes the resolved state of mesh objects (version, lifecycle, attributes, lineage) and the

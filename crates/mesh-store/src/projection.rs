@@ -612,11 +612,14 @@ pub struct ExportRow {
     pub issued_at: DateTime<Utc>,
     /// When its row last changed.
     pub updated_at: DateTime<Utc>,
+    /// When it is (or was last) due to be sent: for a queued command after a retryable
+    /// failure, when the retry is due.
+    pub next_attempt_at: DateTime<Utc>,
 }
 
 const EXPORT_COLUMNS: &str = "seq, idempotency_key, mesh_object, target, operation, \
     mesh_object_version, rule, status, attempts, result, message, target_object_id, command, \
-    issued_at, updated_at";
+    issued_at, updated_at, next_attempt_at";
 
 fn export_row(row: &sqlx::postgres::PgRow) -> Result<ExportRow, StoreError> {
     let status: String = row.get(7);
@@ -639,6 +642,7 @@ fn export_row(row: &sqlx::postgres::PgRow) -> Result<ExportRow, StoreError> {
         command: row.get(12),
         issued_at: row.get(13),
         updated_at: row.get(14),
+        next_attempt_at: row.get(15),
     })
 }
 
@@ -755,12 +759,23 @@ pub struct ExportFilter {
 
 /// Lists exports, newest first.
 pub async fn list(pool: &PgPool, filter: &ExportFilter) -> Result<Vec<ExportRow>, StoreError> {
+    list_page(pool, filter, None).await
+}
+
+/// Lists exports, newest first, issued before the export `before` (a row's `seq`) when given:
+/// the next page after a page that ended at `before`.
+pub async fn list_page(
+    pool: &PgPool,
+    filter: &ExportFilter,
+    before: Option<i64>,
+) -> Result<Vec<ExportRow>, StoreError> {
     let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
     let sql = format!(
         "SELECT {EXPORT_COLUMNS} FROM exports \
          WHERE ($1::text IS NULL OR target = $1) \
            AND (cardinality($2::text[]) = 0 OR status = ANY($2)) \
            AND ($3::uuid IS NULL OR mesh_object = $3) \
+           AND ($5::bigint IS NULL OR seq < $5) \
          ORDER BY seq DESC LIMIT $4"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -768,6 +783,7 @@ pub async fn list(pool: &PgPool, filter: &ExportFilter) -> Result<Vec<ExportRow>
         .bind(&states)
         .bind(filter.mesh_object.map(|id| id.as_uuid()))
         .bind(filter.limit)
+        .bind(before)
         .fetch_all(pool)
         .await
         .map_err(StoreError::query("listing exports"))?;

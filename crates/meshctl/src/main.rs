@@ -1,9 +1,11 @@
 //! meshctl: the Identity Mesh operator CLI, shaped like kubectl.
 //!
 //! `main` only parses the command line and maps the outcome to an exit status; each command
-//! group lives in its own module under `cmd/` (today `expr`; later `rules`, `simulate`, `get`,
-//! `lineage`, `audit`, …). Exit status: 0 on success, 1 when the command ran and found a
-//! problem (a script that does not compile, an evaluation error), 2 for a usage error.
+//! group lives in its own module under `cmd/` (`expr`, `rules`, `simulate`, `import`,
+//! `exports`, `decide`, and the query service's `get`, `lineage`, `find`, `review`, `audit`,
+//! `dead-letters`). Exit status: 0 on success, 1 when the command ran and found a problem (a
+//! script that does not compile, an evaluation error, a broken audit chain, a service that
+//! could not be asked), 2 for a usage error.
 
 mod cmd;
 mod output;

@@ -19,6 +19,7 @@
 
 mod diff;
 pub mod mesh_query;
+mod page;
 mod preview;
 pub mod read;
 pub mod review;

@@ -1,87 +1,51 @@
-//! MeshQuery's queries: nothing here writes.
+//! MeshQuery's queries: nothing here writes, and nothing locks a row the pipeline writes.
+//!
+//! - [`get_mesh_object`], [`find_mesh_objects`], [`get_connector_object`]: the mesh and the
+//!   management space ([`objects`], the lineage in [`lineage`]).
+//! - [`list_review_queue`]: disconnectors and ambiguous matches ([`review`]).
+//! - [`get_export_status`], [`list_exports`]: the projection tables ([`exports`]).
+//! - [`search_audit`], [`verify_audit_chain`]: the audit log ([`audit`]).
+//! - [`list_dead_letters`]: MESH_DLQ ([`dead_letters`]).
+//!
+//! A call that reads several tables reads them in one read-only, repeatable-read transaction
+//! ([`snapshot`]), so that what it shows is one state of the mesh. Lists are keyset-paged
+//! ([`crate::page`]).
 
-use mesh_proto::v1;
+mod audit;
+mod dead_letters;
+mod exports;
+mod lineage;
+mod objects;
+mod review;
+
+use sqlx::{PgPool, Postgres, Transaction};
 use tonic::Status;
 
-use crate::Query;
+use crate::status;
 
-/// `GetMeshObject`.
-pub async fn get_mesh_object(
-    query: &Query,
-    request: v1::GetMeshObjectRequest,
-) -> Result<v1::GetMeshObjectResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("GetMeshObject is not built yet"))
+pub use audit::{search_audit, verify_audit_chain};
+pub use dead_letters::list_dead_letters;
+pub use exports::{get_export_status, list_exports};
+pub use objects::{find_mesh_objects, get_connector_object, get_mesh_object};
+pub use review::list_review_queue;
+
+/// Opens a read-only transaction on one snapshot of the database.
+async fn snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>, Status> {
+    let mut tx = pool.begin().await.map_err(status::sql)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(status::sql)?;
+    Ok(tx)
 }
 
-/// `FindMeshObjects`.
-pub async fn find_mesh_objects(
-    query: &Query,
-    request: v1::FindMeshObjectsRequest,
-) -> Result<v1::FindMeshObjectsResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("FindMeshObjects is not built yet"))
+/// Ends a read-only transaction.
+async fn done(tx: Transaction<'static, Postgres>) -> Result<(), Status> {
+    tx.commit().await.map_err(status::sql)
 }
 
-/// `GetConnectorObject`.
-pub async fn get_connector_object(
-    query: &Query,
-    request: v1::GetConnectorObjectRequest,
-) -> Result<v1::GetConnectorObjectResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("GetConnectorObject is not built yet"))
-}
-
-/// `ListReviewQueue`.
-pub async fn list_review_queue(
-    query: &Query,
-    request: v1::ListReviewQueueRequest,
-) -> Result<v1::ListReviewQueueResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("ListReviewQueue is not built yet"))
-}
-
-/// `GetExportStatus`.
-pub async fn get_export_status(
-    query: &Query,
-    request: v1::GetExportStatusRequest,
-) -> Result<v1::GetExportStatusResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("GetExportStatus is not built yet"))
-}
-
-/// `ListExports`.
-pub async fn list_exports(
-    query: &Query,
-    request: v1::ListExportsRequest,
-) -> Result<v1::ListExportsResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("ListExports is not built yet"))
-}
-
-/// `SearchAudit`.
-pub async fn search_audit(
-    query: &Query,
-    request: v1::SearchAuditRequest,
-) -> Result<v1::SearchAuditResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("SearchAudit is not built yet"))
-}
-
-/// `VerifyAuditChain`.
-pub async fn verify_audit_chain(
-    query: &Query,
-    request: v1::VerifyAuditChainRequest,
-) -> Result<v1::VerifyAuditChainResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("VerifyAuditChain is not built yet"))
-}
-
-/// `ListDeadLetters`.
-pub async fn list_dead_letters(
-    query: &Query,
-    request: v1::ListDeadLettersRequest,
-) -> Result<v1::ListDeadLettersResponse, Status> {
-    let _ = (query, request);
-    Err(Status::unimplemented("ListDeadLetters is not built yet"))
+/// An optional text filter: `None` when empty.
+fn filter(text: &str) -> Option<&str> {
+    let text = text.trim();
+    (!text.is_empty()).then_some(text)
 }

@@ -1,13 +1,19 @@
 //! The command groups. Each group is one module with a clap `Subcommand` enum and a `run`
 //! function returning the process exit status; add a group by adding a variant here.
 
+pub mod audit;
 pub mod bench;
+pub mod client;
+pub mod dead_letters;
 pub mod decide;
 pub mod exports;
 pub mod expr;
 pub mod import;
+pub mod objects;
+pub mod review;
 pub mod rules;
 pub mod simulate;
+pub mod wire;
 
 use std::process::ExitCode;
 
@@ -30,6 +36,21 @@ pub enum Command {
     Exports(exports::ExportsArgs),
     /// Ask the risk service for an access decision and show why.
     Decide(decide::DecideArgs),
+    /// Show a mesh object or a connector object (from the query service).
+    #[command(subcommand)]
+    Get(objects::GetCommand),
+    /// Show why each attribute of a mesh object holds its value: the winner, every candidate
+    /// and the override.
+    Lineage(objects::LineageArgs),
+    /// Find mesh objects whose attribute equals a value.
+    Find(objects::FindArgs),
+    /// Work the review queue: disconnectors and ambiguous matches.
+    #[command(subcommand)]
+    Review(review::ReviewCommand),
+    /// Search the audit log, or verify its hash chains (`--verify`).
+    Audit(audit::AuditArgs),
+    /// List the messages a stage gave up on (MESH_DLQ).
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Measure a running mesh (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -45,5 +66,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(command) => bench::run(command),
         Command::Exports(args) => exports::run(args),
         Command::Decide(args) => decide::run(args),
+        Command::Get(command) => objects::run_get(command),
+        Command::Lineage(args) => objects::run_lineage(args),
+        Command::Find(args) => objects::run_find(args),
+        Command::Review(command) => review::run(command),
+        Command::Audit(args) => audit::run(args),
+        Command::DeadLetters(args) => dead_letters::run(args),
     }
 }

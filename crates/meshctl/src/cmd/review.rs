@@ -1,0 +1,104 @@
+//! `meshctl review list [--connector C] [--reason disconnector|ambiguous]`: the review queue,
+//! oldest first. Each entry's id is what resolving it takes.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use mesh_proto::v1;
+use serde_json::json;
+
+use super::client::{QueryService, all_pages, block_on};
+use super::wire;
+use crate::output::{Format, print_document, print_table};
+
+/// `meshctl review …`
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// List disconnectors and ambiguous matches waiting for an operator, oldest first.
+    List(ListArgs),
+}
+
+/// Why an entry is in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Reason {
+    /// No join rule matched and no anchor rule applied.
+    Disconnector,
+    /// A join rule matched several mesh objects.
+    Ambiguous,
+}
+
+/// `meshctl review list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only connector objects of this connector.
+    #[arg(long)]
+    connector: Option<String>,
+    /// Only entries queued for this reason.
+    #[arg(long, value_enum)]
+    reason: Option<Reason>,
+    /// At most this many (default: the whole queue).
+    #[arg(long)]
+    limit: Option<usize>,
+    #[command(flatten)]
+    service: QueryService,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    output: Format,
+}
+
+/// Runs `meshctl review`.
+pub fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReviewCommand::List(args) => block_on(list(args))?,
+    }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let reason = match args.reason {
+        None => v1::ReviewReason::Unspecified,
+        Some(Reason::Disconnector) => v1::ReviewReason::Disconnector,
+        Some(Reason::Ambiguous) => v1::ReviewReason::Ambiguous,
+    };
+    let client = args.service.connect().await?;
+    let entries = all_pages(args.limit, |page_token, page_size| {
+        let request = client.request(v1::ListReviewQueueRequest {
+            connector: args.connector.clone().unwrap_or_default(),
+            reason: reason.into(),
+            page_size,
+            page_token,
+        });
+        let client = client.clone();
+        async move {
+            let page = client.answer(client.mesh_query().list_review_queue(request).await)?;
+            Ok((page.entries, page.next_page_token))
+        }
+    })
+    .await?;
+    let document = json!({
+        "entries": entries.iter().map(wire::review_entry_json).collect::<Vec<_>>(),
+    });
+    if print_document(args.output, &document)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("the review queue is empty");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.id.clone(),
+                wire::time_text(e.queued_at.as_ref()),
+                wire::reason(e.reason).to_owned(),
+                wire::object_ref(e.object.as_ref()),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    print_table(
+        &["ENTRY", "QUEUED", "REASON", "CONNECTOR OBJECT", "WHY"],
+        &rows,
+    );
+    Ok(ExitCode::SUCCESS)
+}
