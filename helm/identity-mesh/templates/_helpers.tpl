@@ -53,17 +53,19 @@ The workloads to deploy, as a list of dicts:
   args       meshd arguments
   spec       the values entry (monolith or services.<name>)
   scim       true when the pod runs the connector agent's SCIM listener
-  grpc       true when the pod runs the risk service's gRPC listener (AccessDecision)
+  grpc       the gRPC services the pod runs (of identity-mesh.grpcServices), each on its own
+             port: the monolith runs them all, a service's Deployment at most its own
 Rendered as YAML and read back with fromYaml by the templates that range over it.
 */}}
 {{- define "identity-mesh.workloads" -}}
+{{- $grpc := include "identity-mesh.grpcServices" . | fromYaml }}
 workloads:
 {{- if eq .Values.mode "monolith" }}
   - name: mesh
     args: ["run", "all"]
     spec: {{ toJson .Values.monolith }}
     scim: true
-    grpc: true
+    grpc: {{ keys $grpc | sortAlpha | toJson }}
 {{- else }}
 {{- range $name, $svc := .Values.services }}
 {{- if $svc.enabled }}
@@ -71,10 +73,30 @@ workloads:
     args: ["run", {{ $name | quote }}]
     spec: {{ toJson $svc }}
     scim: {{ eq $name "connector-agent" }}
-    grpc: {{ eq $name "risk" }}
+    grpc: {{ ternary (list $name) (list) (hasKey $grpc $name) | toJson }}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The services that serve gRPC (plaintext HTTP/2, with grpc.health.v1 and reflection), each on
+its own port, set by services.<name>.port and rendered into <name>.listen:
+  portName   the container and Service port name; `grpc` stays the risk service's, as it was
+             before the query service had a port (policies and clients refer to it), and
+             every name starts with `grpc` so that meshes that go by port names (Istio) see gRPC
+  port       the default of services.<name>.port: the default of meshd's <name>.listen
+  serves     what it serves, for comments and NOTES
+*/}}
+{{- define "identity-mesh.grpcServices" -}}
+risk:
+  portName: grpc
+  port: 50052
+  serves: AccessDecision
+query:
+  portName: grpc-query
+  port: 50051
+  serves: MeshQuery, RuleAdmin
 {{- end }}
 
 {{/* The connector agent's port (SCIM and HR uploads). */}}
@@ -83,15 +105,25 @@ workloads:
 {{- $ca.port | default 8080 | int }}
 {{- end }}
 
-{{/* The risk service's gRPC port (AccessDecision, grpc.health.v1, reflection). */}}
+{{/*
+A gRPC service's port (services.<name>.port, else its default listen port).
+Call with (dict "root" $ "service" "risk"|"query").
+*/}}
 {{- define "identity-mesh.grpcPort" -}}
-{{- $risk := index .Values.services "risk" | default dict }}
-{{- $risk.port | default 50052 | int }}
+{{- $def := get (include "identity-mesh.grpcServices" .root | fromYaml) .service }}
+{{- $svc := index .root.Values.services .service | default dict }}
+{{- $svc.port | default $def.port | int }}
+{{- end }}
+
+{{/* A gRPC service's port name. Call with the service's name. */}}
+{{- define "identity-mesh.grpcPortName" -}}
+{{- (get (include "identity-mesh.grpcServices" . | fromYaml) .).portName }}
 {{- end }}
 
 {{/*
 meshd's configuration: .Values.config plus what the chart owns (listen addresses: admin,
-connector_agent, risk; the NATS credentials file path), rendered as TOML.
+connector_agent, and each gRPC service's: risk, query; the NATS credentials file path),
+rendered as TOML.
 */}}
 {{- define "identity-mesh.configToml" -}}
 {{- $config := deepCopy .Values.config }}
@@ -101,9 +133,12 @@ connector_agent, risk; the NATS credentials file path), rendered as TOML.
 {{- $ca := get $config "connector_agent" | default dict }}
 {{- $_ := set $ca "listen" (printf "0.0.0.0:%s" (include "identity-mesh.scimPort" .)) }}
 {{- $_ := set $config "connector_agent" $ca }}
-{{- $risk := get $config "risk" | default dict }}
-{{- $_ := set $risk "listen" (printf "0.0.0.0:%s" (include "identity-mesh.grpcPort" .)) }}
-{{- $_ := set $config "risk" $risk }}
+{{- $root := . }}
+{{- range $name := include "identity-mesh.grpcServices" . | fromYaml | keys | sortAlpha }}
+{{- $section := get $config $name | default dict }}
+{{- $_ := set $section "listen" (printf "0.0.0.0:%s" (include "identity-mesh.grpcPort" (dict "root" $root "service" $name))) }}
+{{- $_ := set $config $name $section }}
+{{- end }}
 {{- if .Values.secrets.natsCredentials.name }}
 {{- $nats := get $config "nats" | default dict }}
 {{- $_ := set $nats "credentials_file" (printf "/etc/identity-mesh/nats/%s" .Values.secrets.natsCredentials.key) }}

@@ -11,8 +11,10 @@
 //! - every command they run exists (`meshd run <service>` resolves, subcommands exist), every
 //!   service meshd can run has its compose container, Prometheus target and chart entry;
 //! - ports and probe paths agree with the config and the admin server's routes (admin, the
-//!   connector agent's SCIM port, the risk service's gRPC port: Dockerfile EXPOSE, compose,
-//!   chart values and templates, kustomize); the risk container waits for a healthy Redis;
+//!   connector agent's SCIM port, the gRPC ports of the risk and query services: Dockerfile
+//!   EXPOSE, compose, chart values and templates, kustomize, network policies); a gRPC port
+//!   compose publishes without a bearer token configured is on the loopback only; the risk
+//!   container waits for a healthy Redis;
 //! - values.yaml (and each `ci/` file merged over it) validates against values.schema.json, and
 //!   bad values are refused; every `.Values` path a template reads is declared in the schema;
 //!   the commented `networkPolicy.egress.provisioningTargets` example validates and matches the
@@ -23,12 +25,13 @@
 //!   exports or one in the documented contract of a service still to land.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use mesh_runtime::admin::{AdminServer, Readiness};
-use mesh_runtime::config::{MeshConfig, RiskConfig};
+use mesh_runtime::config::MeshConfig;
 use mesh_runtime::metrics::{MetricKind, MetricsRegistry, names};
 use mesh_runtime::shutdown::Shutdown;
 use serde_json::{Map, Value, json};
@@ -77,6 +80,36 @@ fn files_under(rel: &str, extensions: &[&str]) -> Vec<String> {
     out
 }
 
+/// A meshd service with its own gRPC listener (plaintext HTTP/2, health and reflection), which
+/// every deployment gives its own port: `<name>.listen` in the config, `services.<name>.port`
+/// in the chart.
+struct GrpcService {
+    /// The service (`meshd run <name>`) and its config section.
+    name: &'static str,
+    /// The name of its port in the chart's and the kustomize base's Deployments, Services and
+    /// NetworkPolicies (`grpc` stayed the risk service's when the query service got its own).
+    port_name: &'static str,
+    /// Its `<name>.listen`.
+    listen: fn(&MeshConfig) -> SocketAddr,
+    /// Its `<name>.token_sha256`: empty, any caller is let in.
+    tokens: fn(&MeshConfig) -> &[String],
+}
+
+const GRPC_SERVICES: &[GrpcService] = &[
+    GrpcService {
+        name: "risk",
+        port_name: "grpc",
+        listen: |c| c.risk.listen,
+        tokens: |c| c.risk.token_sha256.as_slice(),
+    },
+    GrpcService {
+        name: "query",
+        port_name: "grpc-query",
+        listen: |c| c.query.listen,
+        tokens: |c| c.query.token_sha256.as_slice(),
+    },
+];
+
 fn service_names() -> Vec<&'static str> {
     meshd::SERVICES.iter().map(|s| s.name).collect()
 }
@@ -106,11 +139,14 @@ fn shipped_meshd_toml_files_load() {
             8080,
             "{rel}: SCIM port"
         );
-        assert_eq!(
-            config.risk.listen.port(),
-            50052,
-            "{rel}: the risk service's gRPC port (EXPOSE, compose, chart, kustomize use 50052)"
-        );
+        for (grpc, port) in GRPC_SERVICES.iter().zip([50052, 50051]) {
+            assert_eq!(
+                (grpc.listen)(&config).port(),
+                port,
+                "{rel}: the {} service's gRPC port (EXPOSE, compose, chart, kustomize use {port})",
+                grpc.name
+            );
+        }
         assert!(
             config.shutdown.grace_period < Duration::from_secs(30),
             "{rel}: shutdown.grace_period must stay below the 30s stop/termination grace"
@@ -206,10 +242,14 @@ fn chart_config_toml(values: &Value) -> String {
         .unwrap_or(8080);
     agent.insert("listen".into(), json!(format!("0.0.0.0:{scim_port}")));
     config.insert("connector_agent".into(), Value::Object(agent));
-    let mut risk = section(&mut config, "risk");
-    let grpc_port = values["services"]["risk"]["port"].as_u64().unwrap_or(50052);
-    risk.insert("listen".into(), json!(format!("0.0.0.0:{grpc_port}")));
-    config.insert("risk".into(), Value::Object(risk));
+    for grpc in GRPC_SERVICES {
+        let mut listen = section(&mut config, grpc.name);
+        let port = values["services"][grpc.name]["port"]
+            .as_u64()
+            .unwrap_or_else(|| u64::from((grpc.listen)(&MeshConfig::default()).port()));
+        listen.insert("listen".into(), json!(format!("0.0.0.0:{port}")));
+        config.insert(grpc.name.into(), Value::Object(listen));
+    }
     let creds = &values["secrets"]["natsCredentials"];
     if creds["name"].as_str().is_some_and(|n| !n.is_empty()) {
         let mut nats = section(&mut config, "nats");
@@ -250,11 +290,14 @@ fn chart_values_render_a_config_meshd_loads() {
             values["adminPort"].as_u64().unwrap(),
             "{name}"
         );
-        assert_eq!(
-            u64::from(config.risk.listen.port()),
-            values["services"]["risk"]["port"].as_u64().unwrap(),
-            "{name}: risk.listen is rendered from services.risk.port"
-        );
+        for grpc in GRPC_SERVICES {
+            let service = grpc.name;
+            assert_eq!(
+                u64::from((grpc.listen)(&config).port()),
+                values["services"][service]["port"].as_u64().unwrap(),
+                "{name}: {service}.listen is rendered from services.{service}.port"
+            );
+        }
         let grace = values["terminationGracePeriodSeconds"].as_u64().unwrap();
         assert!(
             config.shutdown.grace_period < Duration::from_secs(grace),
@@ -487,6 +530,15 @@ fn chart_values_match_the_schema() {
         ),
         ("config", json!({"risk": {"redis_timeout": "fast"}})),
         ("services", json!({"risk": {"port": 0}})),
+        // Likewise query.listen (services.query.port).
+        ("config", json!({"query": {"listen": "0.0.0.0:1"}})),
+        (
+            "config",
+            json!({"query": {"token_sha256": ["not-a-digest"]}}),
+        ),
+        ("config", json!({"query": {"max_page_size": 0}})),
+        ("config", json!({"query": {"default_page_size": "many"}})),
+        ("services", json!({"query": {"port": 70000}})),
         (
             "services",
             json!({"corelation": {"enabled": true, "replicas": 1}}),
@@ -509,6 +561,10 @@ fn chart_values_match_the_schema() {
         (
             "networkPolicy",
             json!({"egress": {"provisioningTargets": {"scim": {"ports": [{"port": 443}]}}}}),
+        ),
+        (
+            "networkPolicy",
+            json!({"queryFrom": [{"namespaceSelectr": {}}]}),
         ),
     ];
     for (key, value) in bad {
@@ -1073,7 +1129,6 @@ fn image_ports_and_probes_match_the_config_defaults() {
     let defaults = MeshConfig::default();
     let admin = defaults.admin.listen.port();
     let scim = defaults.connector_agent.listen.port();
-    let grpc = defaults.risk.listen.port();
     let dockerfile = read("deploy/Dockerfile");
     assert!(
         dockerfile.contains(&format!("EXPOSE {admin}")),
@@ -1083,10 +1138,20 @@ fn image_ports_and_probes_match_the_config_defaults() {
         dockerfile.contains(&format!("EXPOSE {scim}")),
         "Dockerfile EXPOSE {scim}"
     );
-    assert!(
-        dockerfile.contains(&format!("EXPOSE {grpc}")),
-        "Dockerfile EXPOSE {grpc} (the risk service's gRPC port)"
-    );
+    for grpc in GRPC_SERVICES {
+        let port = (grpc.listen)(&defaults).port();
+        assert!(
+            dockerfile.contains(&format!("EXPOSE {port}")),
+            "Dockerfile EXPOSE {port} (the {} service's gRPC port)",
+            grpc.name
+        );
+        assert_eq!(
+            chart_values(None)["services"][grpc.name]["port"],
+            json!(port),
+            "{CHART}/values.yaml services.{0}.port is the default {0}.listen port",
+            grpc.name
+        );
+    }
     assert!(
         dockerfile.contains(&format!("\"http://127.0.0.1:{admin}/healthz\"")),
         "the Dockerfile HEALTHCHECK probes /healthz on the default admin port"
@@ -1097,55 +1162,68 @@ fn image_ports_and_probes_match_the_config_defaults() {
         chart_values(None)["services"]["connector-agent"]["port"],
         json!(scim)
     );
-    assert_eq!(
-        chart_values(None)["services"]["risk"]["port"],
-        json!(RiskConfig::default().listen.port()),
-        "{CHART}/values.yaml services.risk.port is the default risk.listen port"
-    );
 
     let deployment = read(&format!("{CHART}/templates/deployment.yaml"));
     for probe in ["path: /healthz", "path: /readyz"] {
         assert!(deployment.contains(probe), "chart deployment lacks {probe}");
     }
-    // The probes stay on the admin port; the risk pods (and the monolith's) get a `grpc` port,
-    // in the Deployment, the Service and the NetworkPolicy.
+    // The probes stay on the admin port; the pods of each gRPC service (and the monolith's, all
+    // of them) get its own port, in the Deployment, the Service and the NetworkPolicy.
     assert!(
         !deployment.contains("port: grpc"),
         "probes go to the admin port"
     );
-    let helpers = read(&format!("{CHART}/templates/_helpers.tpl"));
-    assert!(
-        helpers.contains(r#"grpc: {{ eq $name "risk" }}"#),
-        "the workloads helper no longer marks the risk Deployment as serving gRPC"
-    );
+    check_chart_grpc_helpers();
     for template in ["deployment.yaml", "service.yaml"] {
         let text = read(&format!("{CHART}/templates/{template}"));
         assert!(
-            text.contains("{{- if $w.grpc }}")
-                && text.contains("- name: grpc")
-                && text.contains(r#"include "identity-mesh.grpcPort" $root"#),
-            "{template} does not expose the grpc port of the risk service"
+            text.contains("{{- range $g := $w.grpc }}")
+                && text.contains(r#"include "identity-mesh.grpcPortName" $g"#)
+                && text.contains(
+                    r#"include "identity-mesh.grpcPort" (dict "root" $root "service" $g)"#
+                ),
+            "{template} does not expose a port for each gRPC service of the workload"
         );
     }
     let policy = read(&format!("{CHART}/templates/networkpolicy.yaml"));
-    assert!(
-        policy.contains("- port: grpc") && policy.contains("$np.grpcFrom"),
-        "networkpolicy.yaml has no ingress rule for the grpc port"
-    );
+    for (grpc, from) in GRPC_SERVICES.iter().zip(["grpcFrom", "queryFrom"]) {
+        assert!(
+            policy.contains(&format!(
+                r#"- port: {{{{ include "identity-mesh.grpcPortName" "{}" }}}}"#,
+                grpc.name
+            )) && policy.contains(&format!("$np.{from}")),
+            "networkpolicy.yaml has no ingress rule for the {} service's gRPC port from \
+             networkPolicy.{from}",
+            grpc.name
+        );
+    }
 
-    // Compose publishes the risk service's gRPC port as configured in its meshd.toml.
+    // Compose publishes each gRPC service's port as configured in its meshd.toml, on the
+    // loopback only while no bearer token is configured.
     let compose = yaml("docker-compose.yml");
-    let compose_grpc = load_config(&root().join("deploy/meshd/meshd.toml"))
-        .risk
-        .listen
-        .port();
-    let risk_ports = args_of(&compose["services"]["risk"]["ports"]);
-    assert!(
-        risk_ports
+    let compose_config = load_config(&root().join("deploy/meshd/meshd.toml"));
+    for grpc in GRPC_SERVICES {
+        let port = (grpc.listen)(&compose_config).port();
+        let published = args_of(&compose["services"][grpc.name]["ports"]);
+        let mapping = published
             .iter()
-            .any(|p| p.ends_with(&format!(":{compose_grpc}"))),
-        "compose risk publishes {risk_ports:?}, not risk.listen's port {compose_grpc}"
-    );
+            .find(|p| p.ends_with(&format!(":{port}")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "compose {} publishes {published:?}, not {}.listen's port {port}",
+                    grpc.name, grpc.name
+                )
+            });
+        if (grpc.tokens)(&compose_config).is_empty() {
+            assert!(
+                mapping.starts_with("127.0.0.1:"),
+                "compose {} publishes {mapping} beyond the loopback, and {}.token_sha256 is \
+                 empty: anyone who reaches the host could call it",
+                grpc.name,
+                grpc.name
+            );
+        }
+    }
     let kustomize = yaml("deploy/kustomize/base/deployment.yaml");
     let container = &kustomize["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
@@ -1170,21 +1248,90 @@ fn image_ports_and_probes_match_the_config_defaults() {
         ports["scim"],
         u64::from(kustomize_config.connector_agent.listen.port())
     );
-    // `run all` includes the risk service.
-    assert_eq!(
-        ports["grpc"],
-        u64::from(kustomize_config.risk.listen.port())
-    );
+    // `run all` includes every gRPC service: each has its port in the Deployment, the Service
+    // and the NetworkPolicy.
     let service = yaml("deploy/kustomize/base/service.yaml");
-    assert!(
-        service["spec"]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == "grpc" && p["port"] == json!(ports["grpc"])),
-        "the kustomize Service has no grpc port {}",
-        ports["grpc"]
+    let policy = yaml("deploy/kustomize/base/networkpolicy.yaml");
+    for grpc in GRPC_SERVICES {
+        let name = grpc.port_name;
+        assert_eq!(
+            ports.get(name).copied(),
+            Some(u64::from((grpc.listen)(&kustomize_config).port())),
+            "the kustomize Deployment's {name} port is not {}.listen's",
+            grpc.name
+        );
+        assert!(
+            service["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == name
+                    && p["port"] == json!(ports[name])
+                    && p["targetPort"] == name),
+            "the kustomize Service has no {name} port {}",
+            ports[name]
+        );
+        assert!(
+            policy["spec"]["ingress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|rule| rule["ports"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["port"] == name))),
+            "the kustomize NetworkPolicy has no ingress rule for the {name} port"
+        );
+    }
+}
+
+/// The chart's table of gRPC services (`identity-mesh.grpcServices` in _helpers.tpl, plain
+/// YAML) names exactly [`GRPC_SERVICES`], with their port names and meshd's default ports, and
+/// the workloads helper gives the monolith all of them and a service's Deployment its own.
+fn check_chart_grpc_helpers() {
+    let helpers = read(&format!("{CHART}/templates/_helpers.tpl"));
+    let table = helpers
+        .split_once(r#"{{- define "identity-mesh.grpcServices" -}}"#)
+        .and_then(|(_, rest)| rest.split_once("{{- end }}"))
+        .map(|(table, _)| table)
+        .expect("_helpers.tpl defines identity-mesh.grpcServices");
+    let table: Value = serde_saphyr::from_str(table)
+        .unwrap_or_else(|e| panic!("identity-mesh.grpcServices is not YAML: {e}\n{table}"));
+    let defaults = MeshConfig::default();
+    let expected: Map<String, Value> = GRPC_SERVICES
+        .iter()
+        .map(|g| {
+            let entry = &table[g.name];
+            assert_eq!(
+                entry["portName"], g.port_name,
+                "identity-mesh.grpcServices {}",
+                g.name
+            );
+            assert_eq!(
+                entry["port"],
+                json!((g.listen)(&defaults).port()),
+                "identity-mesh.grpcServices {}: the default of {}.listen",
+                g.name,
+                g.name
+            );
+            (g.name.to_owned(), entry.clone())
+        })
+        .collect();
+    assert_eq!(
+        table,
+        Value::Object(expected),
+        "identity-mesh.grpcServices lists a service this test does not know: add it to \
+         GRPC_SERVICES"
     );
+    for line in [
+        "grpc: {{ keys $grpc | sortAlpha | toJson }}",
+        "grpc: {{ ternary (list $name) (list) (hasKey $grpc $name) | toJson }}",
+    ] {
+        assert!(
+            helpers.contains(line),
+            "the workloads helper no longer gives each pod the gRPC ports of the services it \
+             runs ({line})"
+        );
+    }
 }
 
 async fn get_status(addr: std::net::SocketAddr, path: &str) -> u16 {
