@@ -51,7 +51,9 @@ pub enum RulesError {
     Store(#[source] mesh_store::StoreError),
 }
 
-pub use rules::{RulesHandle, follow_rules, load_versioned_rules, sweep_rule_versions};
+pub use rules::{
+    RulesHandle, follow_rules, load_and_follow, load_versioned_rules, sweep_rule_versions,
+};
 
 /// Reads and validates the rule set at `path` (a file or a directory).
 pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {

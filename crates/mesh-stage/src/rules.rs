@@ -217,6 +217,29 @@ pub async fn load_versioned_rules_from(
     }
 }
 
+/// A service's start: [`load_versioned_rules`], then [`follow_rules`] in the background until
+/// `shutdown`. `None` when `shutdown` fired while waiting for the database.
+pub async fn load_and_follow(
+    config: &MeshConfig,
+    pool: &PgPool,
+    bus: &Bus,
+    stage: &'static str,
+    shutdown: &CancellationToken,
+) -> Result<Option<RulesHandle>, RulesError> {
+    let Some(rules) = load_versioned_rules(config, pool, stage, shutdown).await? else {
+        return Ok(None);
+    };
+    let handle = RulesHandle::new(rules);
+    tokio::spawn(follow_rules(
+        bus.clone(),
+        pool.clone(),
+        handle.clone(),
+        stage,
+        shutdown.clone(),
+    ));
+    Ok(Some(handle))
+}
+
 /// Keeps `handle` on the newest rule version until `shutdown`; see the module docs.
 pub async fn follow_rules(
     bus: Bus,

@@ -62,18 +62,11 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), CorrelationError> {
-    let rules = match mesh_stage::load_versioned_rules(&config, &pool, STAGE, &shutdown).await? {
-        Some(rules) => mesh_stage::RulesHandle::new(rules),
+    let Some(rules) = mesh_stage::load_and_follow(&config, &pool, &bus, STAGE, &shutdown).await?
+    else {
         // Stopped while waiting for the database.
-        None => return Ok(()),
+        return Ok(());
     };
-    tokio::spawn(mesh_stage::follow_rules(
-        bus.clone(),
-        pool.clone(),
-        rules.clone(),
-        STAGE,
-        shutdown.clone(),
-    ));
     run_with_rules(
         rules,
         &bus,

@@ -281,8 +281,19 @@ pub async fn project_due_deletions(
             )
         })
         .collect();
+    project_and_commit(handler, &objects).await?;
+    Ok(due.len())
+}
+
+/// Projects `objects` in a transaction of their own, commits, and wakes the dispatcher when
+/// commands were queued; returns how many audit entries it wrote.
+async fn project_and_commit(
+    handler: &ProjectionHandler,
+    objects: &BTreeMap<mesh_model::MeshObjectId, Reason>,
+) -> Result<usize, mesh_bus::HandlerError> {
     let mut tx = handler.stage().begin_without_inbox().await?;
-    let projected = handler.project_objects(&mut tx, &objects).await?;
+    let projected = handler.project_objects(&mut tx, objects).await?;
+    let written = projected.entries.len();
     handler
         .stage()
         .commit(tx, &projected.entries, projected.sends)
@@ -290,7 +301,7 @@ pub async fn project_due_deletions(
     if projected.queued {
         handler.wake();
     }
-    Ok(due.len())
+    Ok(written)
 }
 
 /// Mesh objects per transaction of a rule-change sweep.
@@ -332,16 +343,7 @@ pub async fn sweep(
                 (*id, reason)
             })
             .collect();
-        let mut tx = handler.stage().begin_without_inbox().await?;
-        let projected = handler.project_objects(&mut tx, &objects).await?;
-        written += projected.entries.len();
-        handler
-            .stage()
-            .commit(tx, &projected.entries, projected.sends)
-            .await?;
-        if projected.queued {
-            handler.wake();
-        }
+        written += project_and_commit(handler, &objects).await?;
     }
 }
 

@@ -256,21 +256,16 @@ pub async fn run(
     topology: Topology,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionError> {
-    let Some(rules) = mesh_stage::load_versioned_rules(&config, &pool, STAGE, &shutdown).await?
+    let Some(rules) = mesh_stage::load_and_follow(&config, &pool, &bus, STAGE, &shutdown).await?
     else {
         // Stopped while waiting for the database.
         return Ok(());
     };
     // Guards are read once: a target's `massDeletionGuard` changes on restart.
-    let settings = Arc::new(ProjectionSettings::new(&config.projection, &rules)?);
-    let rules = mesh_stage::RulesHandle::new(rules);
-    tokio::spawn(mesh_stage::follow_rules(
-        bus.clone(),
-        pool.clone(),
-        rules.clone(),
-        STAGE,
-        shutdown.clone(),
-    ));
+    let settings = Arc::new(ProjectionSettings::new(
+        &config.projection,
+        &rules.current(),
+    )?);
     run_with_rules(
         rules,
         settings,

@@ -131,19 +131,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), QueryError> {
     let listener = bind(&config.query).await?;
-    let rules =
-        match mesh_stage::load_versioned_rules(&config, &pool, AUDIT_WRITER, &shutdown).await? {
-            Some(rules) => mesh_stage::RulesHandle::new(rules),
-            // Stopped while waiting for the database.
-            None => return Ok(()),
-        };
-    tokio::spawn(mesh_stage::follow_rules(
-        bus.clone(),
-        pool.clone(),
-        rules.clone(),
-        AUDIT_WRITER,
-        shutdown.clone(),
-    ));
+    let Some(rules) =
+        mesh_stage::load_and_follow(&config, &pool, &bus, AUDIT_WRITER, &shutdown).await?
+    else {
+        // Stopped while waiting for the database.
+        return Ok(());
+    };
     let query = Query::new(pool, bus, config, rules, &metrics);
     serve(query, listener, shutdown).await
 }

@@ -234,18 +234,7 @@ pub async fn set_override(
             "reason": reason,
         }),
     };
-    let rules = query.rules.current();
-    let resolved = query
-        .flow
-        .resolve_again(
-            tx,
-            &rules,
-            &BTreeSet::from([id]),
-            action_event(),
-            vec![entry],
-        )
-        .await
-        .map_err(handler_error)?;
+    let resolved = resolve(query, tx, id, entry).await?;
     tracing::info!(mesh_object = %id, attribute = %name, actor, "override set");
     Ok(v1::SetOverrideResponse {
         mesh_object_version: resolved.versions.get(&id).copied().unwrap_or(0),
@@ -284,8 +273,25 @@ pub async fn remove_override(
         rule: None,
         detail: json!({ "attribute": name.as_str(), "actor": actor, "reason": reason }),
     };
+    let resolved = resolve(query, tx, id, entry).await?;
+    tracing::info!(mesh_object = %id, attribute = %name, actor, "override removed");
+    Ok(v1::RemoveOverrideResponse {
+        removed: true,
+        mesh_object_version: resolved.versions.get(&id).copied().unwrap_or(version),
+        audit_sequence: resolved.audit_sequence,
+    })
+}
+
+/// Resolves mesh object `id` again inside `tx` (which changed its overrides) under the rules
+/// in force, audits `entry` with it, commits and publishes.
+async fn resolve(
+    query: &Query,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    id: MeshObjectId,
+    entry: AuditEntry,
+) -> Result<flow::ResolvedAgain, Status> {
     let rules = query.rules.current();
-    let resolved = query
+    query
         .flow
         .resolve_again(
             tx,
@@ -295,13 +301,7 @@ pub async fn remove_override(
             vec![entry],
         )
         .await
-        .map_err(handler_error)?;
-    tracing::info!(mesh_object = %id, attribute = %name, actor, "override removed");
-    Ok(v1::RemoveOverrideResponse {
-        removed: true,
-        mesh_object_version: resolved.versions.get(&id).copied().unwrap_or(version),
-        audit_sequence: resolved.audit_sequence,
-    })
+        .map_err(handler_error)
 }
 
 /// Refuses a mesh object that does not exist; returns its version, its row locked.

@@ -589,8 +589,8 @@ pub async fn run(
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), RiskError> {
-    let Some(rules) =
-        mesh_stage::load_versioned_rules(&config, &pool, SIGNALS_STAGE, &shutdown).await?
+    let Some(handle) =
+        mesh_stage::load_and_follow(&config, &pool, &bus, SIGNALS_STAGE, &shutdown).await?
     else {
         // Stopped while waiting for the database.
         return Ok(());
@@ -602,21 +602,13 @@ pub async fn run(
     );
     let audit = AuditWriter::start(pool.clone(), shutdown.clone());
     let risk = Arc::new(Risk::new(
-        &rules,
+        &handle.current(),
         &config.risk,
         state,
         bus.publisher(),
         RiskMetrics::new(&metrics),
         audit,
     )?);
-    let handle = mesh_stage::RulesHandle::new(rules);
-    tokio::spawn(mesh_stage::follow_rules(
-        bus.clone(),
-        pool.clone(),
-        handle.clone(),
-        SIGNALS_STAGE,
-        shutdown.clone(),
-    ));
     tokio::spawn(follow_policy(risk.clone(), handle, shutdown.clone()));
     let probe = risk.clone();
     readiness.register(check_fn("redis", move || {

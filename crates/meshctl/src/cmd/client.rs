@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use clap::Args;
 use mesh_proto::v1::mesh_query_client::MeshQueryClient;
+use mesh_proto::v1::rule_admin_client::RuleAdminClient;
 use mesh_runtime::error_chain;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
@@ -75,6 +76,11 @@ fn unreachable(url: &str, why: &str) -> anyhow::Error {
 }
 
 impl QueryClient {
+    /// The RuleAdmin client.
+    pub fn rule_admin(&self) -> RuleAdminClient<Channel> {
+        RuleAdminClient::new(self.channel.clone())
+    }
+
     /// The MeshQuery client.
     pub fn mesh_query(&self) -> MeshQueryClient<Channel> {
         MeshQueryClient::new(self.channel.clone())
@@ -113,6 +119,7 @@ impl QueryClient {
             tonic::Code::Unavailable => unreachable(url, message),
             tonic::Code::NotFound => anyhow!("{message}"),
             tonic::Code::InvalidArgument => anyhow!("the request is invalid: {message}"),
+            tonic::Code::Aborted | tonic::Code::FailedPrecondition => anyhow!("{message}"),
             tonic::Code::Unimplemented => anyhow!(
                 "the query service at {url} does not serve this call ({message}); upgrade it"
             ),
@@ -154,4 +161,34 @@ where
         }
         token = next;
     }
+}
+
+/// Who is acting: `--actor`, else the login name (`USER`), for the audit log.
+#[derive(Debug, Clone, Args)]
+pub struct Actor {
+    /// Who makes the change, as the audit log records it (default: your login name).
+    #[arg(long, env = "MESHCTL_ACTOR")]
+    pub actor: Option<String>,
+    /// Why, in your words (recorded in the audit log).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+impl Actor {
+    /// The actor's name.
+    pub fn name(&self) -> anyhow::Result<String> {
+        self.actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|a| !a.trim().is_empty())
+            .ok_or_else(|| anyhow!("say who you are with --actor (or MESHCTL_ACTOR)"))
+    }
+}
+
+/// A spinner on stderr while a long call runs (hidden when stderr is not a terminal).
+pub fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
 }

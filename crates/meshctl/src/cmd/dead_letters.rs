@@ -1,5 +1,6 @@
 //! `meshctl dead-letters [--stage S]`: the messages a stage gave up on (MESH_DLQ), oldest
-//! first, with why.
+//! first, with why; `meshctl dead-letters replay SEQ --reason WHY` republishes one on its
+//! original subject (audited).
 
 use std::process::ExitCode;
 
@@ -7,13 +8,40 @@ use clap::Args;
 use mesh_proto::v1;
 use serde_json::json;
 
-use super::client::{QueryService, all_pages, block_on};
+use super::client::{Actor, QueryService, all_pages, block_on};
 use super::wire;
 use crate::output::{Format, print_document, print_table};
 
 /// `meshctl dead-letters`
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DeadLettersArgs {
+    #[command(subcommand)]
+    action: Option<DeadLetterAction>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+/// What to do with a dead letter.
+#[derive(Debug, clap::Subcommand)]
+enum DeadLetterAction {
+    /// Republish a dead letter's payload and headers on its original subject.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Its MESH_DLQ sequence (from `meshctl dead-letters`).
+    sequence: u64,
+    #[command(flatten)]
+    actor: Actor,
+    #[command(flatten)]
+    service: QueryService,
+}
+
+/// `meshctl dead-letters` (listing).
+#[derive(Debug, Args)]
+struct ListArgs {
     /// Only dead letters of this stage (a consumer such as `correlation` or `flow`).
     #[arg(long)]
     stage: Option<String>,
@@ -29,10 +57,36 @@ pub struct DeadLettersArgs {
 
 /// Runs `meshctl dead-letters`.
 pub fn run(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
-    block_on(list(args))?
+    match args.action {
+        Some(DeadLetterAction::Replay(replay_args)) => block_on(replay(replay_args))?,
+        None => block_on(list(args.list))?,
+    }
 }
 
-async fn list(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let actor = args.actor.name()?;
+    let client = args.service.connect().await?;
+    let request = client.request(v1::ReplayDeadLetterRequest {
+        dlq_sequence: args.sequence,
+        actor,
+        reason: args.actor.reason.clone(),
+    });
+    let answer = client.answer(client.mesh_query().replay_dead_letter(request).await)?;
+    if answer.duplicate {
+        println!(
+            "republished on {}, but JetStream dropped it as a duplicate (still inside its duplicate window); retry later",
+            answer.subject
+        );
+    } else {
+        println!(
+            "republished on {} (stream sequence {})",
+            answer.subject, answer.stream_sequence
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let client = args.service.connect().await?;
     let entries = all_pages(args.limit, |page_token, page_size| {
         let request = client.request(v1::ListDeadLettersRequest {

@@ -1,18 +1,17 @@
-//! `meshctl exports`: list export commands by target and state, and `meshctl exports approve
-//! TARGET` to release deprovisions the mass-deletion guard holds.
-//!
-//! Both read and write the mesh database directly (`--database-url`, or `MESH_POSTGRES__URL`
-//! as `meshd` reads it) until the query service's gRPC API serves them.
+//! `meshctl exports`: export commands by target and phase (newest first), or one mesh
+//! object's state in every target (`--object`); `meshctl exports approve TARGET` releases the
+//! deprovisions a target's mass-deletion guard holds (audited, with the actor and reason).
+//! All through the query service (MeshQuery).
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand};
-use mesh_model::MeshObjectId;
-use mesh_store::projection::{self, ExportFilter, ExportRow, ExportState};
+use clap::{Args, Subcommand, ValueEnum};
+use mesh_proto::v1;
 use serde_json::json;
 
-use crate::output::{OutputFormat, print_json};
+use super::client::{Actor, QueryClient, QueryService, all_pages, block_on};
+use super::wire;
+use crate::output::{Format, print_document, print_table};
 
 /// `meshctl exports …`
 #[derive(Debug, Args)]
@@ -32,16 +31,17 @@ enum ExportsAction {
     Approve(ApproveArgs),
 }
 
-#[derive(Debug, Args)]
-struct Database {
-    /// The mesh database.
-    #[arg(
-        long,
-        env = "MESH_POSTGRES__URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/identitymesh",
-        hide_env_values = true
-    )]
-    database_url: String,
+/// Where an export command stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    /// Issued, not yet confirmed (queued, sent, or waiting for a retry).
+    Pending,
+    /// Confirmed by the target.
+    Confirmed,
+    /// Failed for good.
+    Failed,
+    /// A deprovision the mass-deletion guard holds until `meshctl exports approve`.
+    Held,
 }
 
 #[derive(Debug, Args)]
@@ -49,20 +49,20 @@ struct ListArgs {
     /// Only this target connector.
     #[arg(long)]
     target: Option<String>,
-    /// Only these states (repeatable): queued, held, sent, confirmed, failed.
-    #[arg(long = "status", value_parser = parse_state)]
-    states: Vec<ExportState>,
-    /// Only this mesh object.
-    #[arg(long)]
+    /// Only this phase.
+    #[arg(long, value_enum)]
+    phase: Option<Phase>,
+    /// Instead of the list: this mesh object's state in each target, with what is outstanding.
+    #[arg(long, value_name = "MESH_OBJECT")]
     object: Option<String>,
     /// At most this many, newest first.
     #[arg(long, default_value_t = 50)]
-    limit: i64,
+    limit: usize,
     #[command(flatten)]
-    database: Database,
+    service: QueryService,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
-    output: OutputFormat,
+    output: Format,
 }
 
 #[derive(Debug, Args)]
@@ -70,141 +70,197 @@ struct ApproveArgs {
     /// The target connector whose held deprovisions to release.
     target: String,
     #[command(flatten)]
-    database: Database,
+    actor: Actor,
+    #[command(flatten)]
+    service: QueryService,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
-    output: OutputFormat,
-}
-
-fn parse_state(name: &str) -> Result<ExportState, String> {
-    ExportState::parse(name).ok_or_else(|| {
-        let known: Vec<&str> = ExportState::ALL.iter().map(|(_, n)| *n).collect();
-        format!(
-            "unknown state {name:?}; expected one of {}",
-            known.join(", ")
-        )
-    })
+    output: Format,
 }
 
 /// Runs `meshctl exports`.
 pub fn run(args: ExportsArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
-        match args.action {
-            Some(ExportsAction::Approve(approve)) => run_approve(approve).await,
-            None => run_list(args.list).await,
-        }
+    match args.action {
+        Some(ExportsAction::Approve(approve)) => block_on(run_approve(approve))?,
+        None => block_on(run_list(args.list))?,
+    }
+}
+
+fn phase_name(phase: i32) -> &'static str {
+    match v1::ExportPhase::try_from(phase) {
+        Ok(v1::ExportPhase::Pending) => "pending",
+        Ok(v1::ExportPhase::Confirmed) => "confirmed",
+        Ok(v1::ExportPhase::Failed) => "failed",
+        Ok(v1::ExportPhase::Held) => "held",
+        _ => "unspecified",
+    }
+}
+
+fn operation_name(operation: i32) -> String {
+    v1::ExportOperation::try_from(operation).map_or_else(
+        |_| "unspecified".to_owned(),
+        |o| {
+            o.as_str_name()
+                .trim_start_matches("EXPORT_OPERATION_")
+                .to_lowercase()
+        },
+    )
+}
+
+fn record_json(record: &v1::ExportRecord) -> serde_json::Value {
+    let command = record.command.clone().unwrap_or_default();
+    json!({
+        "key": command.idempotency_key,
+        "target": command.target_connector,
+        "operation": operation_name(command.operation),
+        "phase": phase_name(record.phase),
+        "attempts": record.attempts,
+        "meshObject": command.mesh_object,
+        "version": command.mesh_object_version,
+        "rule": command.rule,
+        "lastMessage": record.last_message,
+        "issuedAt": wire::time(command.issued_at.as_ref()),
+        "completedAt": wire::time(record.completed_at.as_ref()),
+        "nextAttemptAt": wire::time(record.next_attempt_at.as_ref()),
     })
 }
 
-async fn connect(database: &Database) -> anyhow::Result<sqlx::PgPool> {
-    let pool = mesh_store::connect_lazy(&database.database_url, 2)?;
-    sqlx::query("SELECT 1")
-        .execute(&pool)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the mesh database at {}",
-                mesh_runtime::config::redacted_url(&database.database_url)
-            )
-        })?;
-    Ok(pool)
+fn record_row(record: &v1::ExportRecord) -> Vec<String> {
+    let command = record.command.clone().unwrap_or_default();
+    vec![
+        command.target_connector,
+        operation_name(command.operation),
+        phase_name(record.phase).to_owned(),
+        record.attempts.to_string(),
+        command.mesh_object,
+        command.mesh_object_version.to_string(),
+        record.last_message.clone(),
+    ]
 }
 
+const HEADER: [&str; 7] = [
+    "TARGET",
+    "OP",
+    "PHASE",
+    "TRY",
+    "MESH OBJECT",
+    "VER",
+    "RESULT",
+];
+
 async fn run_list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let mesh_object = match &args.object {
-        Some(id) => {
-            Some(MeshObjectId::parse(id).map_err(|e| anyhow::anyhow!("--object {id:?}: {e}"))?)
-        }
-        None => None,
+    let client = args.service.connect().await?;
+    if let Some(object) = &args.object {
+        return object_status(&client, object, &args).await;
+    }
+    let phase = match args.phase {
+        None => v1::ExportPhase::Unspecified,
+        Some(Phase::Pending) => v1::ExportPhase::Pending,
+        Some(Phase::Confirmed) => v1::ExportPhase::Confirmed,
+        Some(Phase::Failed) => v1::ExportPhase::Failed,
+        Some(Phase::Held) => v1::ExportPhase::Held,
     };
-    let pool = connect(&args.database).await?;
-    let rows = projection::list(
-        &pool,
-        &ExportFilter {
-            target: args.target.clone(),
-            states: args.states.clone(),
-            mesh_object,
-            limit: args.limit,
-        },
-    )
+    let records = all_pages(Some(args.limit), |page_token, page_size| {
+        let request = client.request(v1::ListExportsRequest {
+            phase: phase.into(),
+            target_connector: args.target.clone().unwrap_or_default(),
+            page_size,
+            page_token,
+        });
+        let client = client.clone();
+        async move {
+            let page = client.answer(client.mesh_query().list_exports(request).await)?;
+            Ok((page.exports, page.next_page_token))
+        }
+    })
     .await?;
-    let held = projection::held_guards(&pool).await?;
-    match args.output {
-        OutputFormat::Json => print_json(&json!({
-            "exports": rows.iter().map(row_json).collect::<Vec<_>>(),
-            "heldTargets": held.iter().map(|(t, since)| json!({"target": t, "since": since.to_rfc3339()})).collect::<Vec<_>>(),
-        }))?,
-        OutputFormat::Text => {
-            for (target, since) in &held {
-                println!(
-                    "guard holding {target} since {since}: its deprovisions wait for `meshctl exports approve {target}`"
-                );
-            }
-            println!(
-                "{:<8} {:<16} {:<8} {:<10} {:>3} {:<36} {:>4} RESULT",
-                "SEQ", "TARGET", "OP", "STATE", "TRY", "MESH OBJECT", "VER"
-            );
-            for row in &rows {
-                println!(
-                    "{:<8} {:<16} {:<8} {:<10} {:>3} {:<36} {:>4} {}",
-                    row.seq,
-                    row.target,
-                    row.operation,
-                    row.state.as_str(),
-                    row.attempts,
-                    row.mesh_object,
-                    row.mesh_object_version,
-                    match (&row.result, &row.message) {
-                        (Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
-                        (Some(r), _) => r.clone(),
-                        (None, _) => String::new(),
-                    }
-                );
-            }
+    let document = json!({ "exports": records.iter().map(record_json).collect::<Vec<_>>() });
+    if print_document(args.output, &document)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let held: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| r.phase == v1::ExportPhase::Held as i32)
+        .filter_map(|r| r.command.as_ref().map(|c| c.target_connector.clone()))
+        .collect();
+    for target in held {
+        println!(
+            "guard holding {target}: its deprovisions wait for `meshctl exports approve {target}`"
+        );
+    }
+    let rows: Vec<Vec<String>> = records.iter().map(record_row).collect();
+    print_table(&HEADER, &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn object_status(
+    client: &QueryClient,
+    object: &str,
+    args: &ListArgs,
+) -> anyhow::Result<ExitCode> {
+    let request = client.request(v1::GetExportStatusRequest {
+        mesh_object_id: object.to_owned(),
+        target_connector: args.target.clone().unwrap_or_default(),
+    });
+    let answer = client.answer(client.mesh_query().get_export_status(request).await)?;
+    let document = json!({
+        "targets": answer.targets.iter().map(|t| json!({
+            "target": t.target_connector,
+            "inScope": t.in_scope,
+            "rule": t.rule,
+            "container": t.container,
+            "targetObjectId": t.target_object_id,
+            "confirmedVersion": t.confirmed_version,
+            "exportedAttributes": wire::attributes_json(&t.exported_attributes),
+            "deleteDueAt": wire::time(t.delete_due_at.as_ref()),
+            "outstanding": t.outstanding.iter().map(record_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    if print_document(args.output, &document)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if answer.targets.is_empty() {
+        println!("{object} is in no target");
+    }
+    for t in &answer.targets {
+        println!(
+            "{}: {}, container {}, confirmed version {}{}",
+            t.target_connector,
+            if t.in_scope {
+                "in scope"
+            } else {
+                "out of scope"
+            },
+            t.container,
+            t.confirmed_version,
+            t.target_object_id
+                .as_ref()
+                .map(|id| format!(", id {id}"))
+                .unwrap_or_default()
+        );
+        if !t.outstanding.is_empty() {
+            let rows: Vec<Vec<String>> = t.outstanding.iter().map(record_row).collect();
+            print_table(&HEADER, &rows);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn row_json(row: &ExportRow) -> serde_json::Value {
-    json!({
-        "seq": row.seq,
-        "key": row.idempotency_key,
-        "target": row.target,
-        "operation": row.operation,
-        "state": row.state.as_str(),
-        "attempts": row.attempts,
-        "meshObject": row.mesh_object.to_string(),
-        "version": row.mesh_object_version,
-        "rule": row.rule,
-        "result": row.result,
-        "message": row.message,
-        "targetObjectId": row.target_object_id,
-        "issuedAt": row.issued_at.to_rfc3339(),
-        "updatedAt": row.updated_at.to_rfc3339(),
-    })
-}
-
 async fn run_approve(args: ApproveArgs) -> anyhow::Result<ExitCode> {
-    let pool = connect(&args.database).await?;
-    let Some(released) = projection::approve(&pool, &args.target).await? else {
-        bail!(
-            "the mass-deletion guard of {} is not holding; nothing to approve",
-            args.target
+    let actor = args.actor.name()?;
+    let client = args.service.connect().await?;
+    let request = client.request(v1::ApproveExportsRequest {
+        target_connector: args.target.clone(),
+        actor,
+        reason: args.actor.reason.clone(),
+    });
+    let answer = client.answer(client.mesh_query().approve_exports(request).await)?;
+    let document = json!({"target": args.target, "released": answer.released});
+    if !print_document(args.output, &document)? {
+        println!(
+            "released {} held deprovision(s) of {}; the guard counts afresh from now",
+            answer.released, args.target
         );
-    };
-    match args.output {
-        OutputFormat::Json => {
-            print_json(&json!({"target": args.target, "released": released}))?;
-        }
-        OutputFormat::Text => println!(
-            "released {released} held deprovision(s) of {}; the guard counts afresh from now",
-            args.target
-        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,8 @@ pub mod exports;
 pub mod expr;
 pub mod import;
 pub mod objects;
+pub mod overrides;
+pub mod preview;
 pub mod review;
 pub mod rules;
 pub mod simulate;
@@ -25,9 +27,15 @@ pub enum Command {
     /// Check and try TransformScript expressions (transforms and filters).
     #[command(subcommand)]
     Expr(expr::ExprCommand),
-    /// Validate rule and connector documents.
+    /// Validate rules locally; apply, list, show, diff and roll back the running mesh's rule
+    /// versions.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Show what applying a candidate rule set would change, without changing anything.
+    Preview(preview::PreviewArgs),
+    /// Pin an attribute of a mesh object above every rule, or remove the pin.
+    #[command(subcommand)]
+    Override(overrides::OverrideCommand),
     /// Run rules over sample data in memory and show the resulting mesh and exports.
     Simulate(simulate::SimulateArgs),
     /// Upload an HR extract to the connector agent: diff, then joiners, movers, leavers.
@@ -61,6 +69,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Expr(command) => expr::run(command),
         Command::Rules(command) => rules::run(command),
+        Command::Preview(args) => preview::run(args),
+        Command::Override(command) => overrides::run(command),
         Command::Simulate(args) => simulate::run(args),
         Command::Import(args) => import::run(args),
         Command::Bench(command) => bench::run(command),

@@ -1,5 +1,6 @@
 //! `meshctl review list [--connector C] [--reason disconnector|ambiguous]`: the review queue,
-//! oldest first. Each entry's id is what resolving it takes.
+//! oldest first. Each entry's id is what resolving it takes:
+//! `meshctl review resolve ENTRY --join MESH_OBJECT | --ignore --reason WHY` (audited).
 
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use mesh_proto::v1;
 use serde_json::json;
 
-use super::client::{QueryService, all_pages, block_on};
+use super::client::{Actor, QueryService, all_pages, block_on};
 use super::wire;
 use crate::output::{Format, print_document, print_table};
 
@@ -16,6 +17,57 @@ use crate::output::{Format, print_document, print_table};
 pub enum ReviewCommand {
     /// List disconnectors and ambiguous matches waiting for an operator, oldest first.
     List(ListArgs),
+    /// Join an entry's connector object to a mesh object by hand, or ignore it until it
+    /// changes.
+    Resolve(ResolveArgs),
+}
+
+/// `meshctl review resolve`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("resolution").required(true).args(["join", "ignore"])))]
+pub struct ResolveArgs {
+    /// The entry's id (from `meshctl review list`).
+    entry: String,
+    /// Join the connector object to this mesh object.
+    #[arg(long, value_name = "MESH_OBJECT")]
+    join: Option<String>,
+    /// Leave it unjoined and out of the queue until it changes.
+    #[arg(long)]
+    ignore: bool,
+    #[command(flatten)]
+    actor: Actor,
+    #[command(flatten)]
+    service: QueryService,
+}
+
+async fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    use v1::resolve_review_entry_request::{Ignore, Join, Resolution};
+    let actor = args.actor.name()?;
+    let resolution = match &args.join {
+        Some(id) => Resolution::Join(Join {
+            mesh_object_id: id.clone(),
+        }),
+        None => Resolution::Ignore(Ignore {}),
+    };
+    let client = args.service.connect().await?;
+    let request = client.request(v1::ResolveReviewEntryRequest {
+        entry_id: args.entry.clone(),
+        resolution: Some(resolution),
+        actor,
+        reason: args.actor.reason.clone(),
+    });
+    let answer = client.answer(client.mesh_query().resolve_review_entry(request).await)?;
+    match &args.join {
+        Some(id) => println!(
+            "joined to {id} (audit entry {}); flow links it now",
+            answer.audit_sequence
+        ),
+        None => println!(
+            "ignored until it changes (audit entry {})",
+            answer.audit_sequence
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Why an entry is in the queue.
@@ -50,6 +102,7 @@ pub struct ListArgs {
 pub fn run(command: ReviewCommand) -> anyhow::Result<ExitCode> {
     match command {
         ReviewCommand::List(args) => block_on(list(args))?,
+        ReviewCommand::Resolve(args) => block_on(resolve(args))?,
     }
 }
 

@@ -210,13 +210,25 @@ fn result_status(result: &str) -> v1::ExportStatus {
 /// has not been sent again since (confirmed, failed, or queued for a retry); `next_attempt_at`
 /// is set for a queued command a retryable failure sent back.
 fn record(row: &ExportRow) -> v1::ExportRecord {
-    let command = match v1::ExportCommand::decode(row.command.as_slice()) {
-        Ok(command) => Some(command),
-        Err(error) => {
-            tracing::warn!(seq = row.seq, %error, "a stored export command does not decode");
-            None
-        }
-    };
+    let mut command = v1::ExportCommand::decode(row.command.as_slice()).unwrap_or_else(|error| {
+        tracing::warn!(seq = row.seq, %error, "a stored export command does not decode");
+        v1::ExportCommand::default()
+    });
+    // The row's columns are the record of what was issued; the encoded command adds the
+    // attributes and the container.
+    command.idempotency_key.clone_from(&row.idempotency_key);
+    command.target_connector.clone_from(&row.target);
+    command.mesh_object = row.mesh_object.to_string();
+    command.mesh_object_version = row.mesh_object_version;
+    command.rule.clone_from(&row.rule);
+    command.issued_at = Some(status::timestamp(row.issued_at));
+    if let Some(operation) = v1::ExportOperation::from_str_name(&format!(
+        "EXPORT_OPERATION_{}",
+        row.operation.to_uppercase()
+    )) {
+        command.operation = operation.into();
+    }
+    let command = Some(command);
     let answered = row.result.is_some();
     let retry_due = answered && row.state == ExportState::Queued;
     let completed = answered
