@@ -169,6 +169,16 @@ impl Stage {
     }
 }
 
+/// Records in each entry's detail the rule version that produced it (`ruleVersion`), which the
+/// query service's audit search reports as the entry's rule version.
+pub fn stamp_rule_version(entries: &mut [AuditEntry], version: u64) {
+    for entry in entries {
+        if let serde_json::Value::Object(detail) = &mut entry.detail {
+            detail.insert("ruleVersion".to_owned(), version.into());
+        }
+    }
+}
+
 /// Maps a store error to the consume loop's retry decision: a connection problem or a
 /// serialization conflict is transient (retry the batch, never dead-letter); anything else
 /// fails the batch so that a poison message is isolated.

@@ -226,6 +226,7 @@ impl RejoinHandler {
         pipeline::insert_mesh_objects(&mut tx, &new_mesh_objects)
             .await
             .map_err(store_error)?;
+        mesh_stage::stamp_rule_version(&mut entries, rules.version());
         self.stage.commit(tx, &entries, outgoing).await?;
         Ok(changed)
     }

@@ -155,7 +155,7 @@ impl FlowHandler {
         mut tx: Transaction<'static, Postgres>,
         rules: &RuleSet,
         working: &HashMap<MeshObjectId, Working>,
-        entries: &[AuditEntry],
+        mut entries: Vec<AuditEntry>,
         outgoing: Vec<Outgoing>,
     ) -> Result<u64, HandlerError> {
         let touched: Vec<&Working> = working.values().filter(|w| w.touched).collect();
@@ -188,7 +188,8 @@ impl FlowHandler {
         pipeline::save_links(&mut tx, &saved_links)
             .await
             .map_err(store_error)?;
-        self.stage.commit_audited(tx, entries, outgoing).await
+        mesh_stage::stamp_rule_version(&mut entries, rules.version());
+        self.stage.commit_audited(tx, &entries, outgoing).await
     }
 
     /// Resolves every mesh object again under `rules`, a rule version that just came into
@@ -244,7 +245,7 @@ impl FlowHandler {
             .map(|(id, w)| (*id, w.state.version))
             .collect();
         let audit_sequence = self
-            .save_working(tx, rules, &working, &entries, outgoing)
+            .save_working(tx, rules, &working, entries, outgoing)
             .await?;
         Ok(ResolvedAgain {
             changed,
@@ -457,7 +458,7 @@ impl BatchHandler for FlowHandler {
             }
         }
 
-        self.save_working(tx, &rules, &working, &entries, outgoing)
+        self.save_working(tx, &rules, &working, entries, outgoing)
             .await
             .map(|_| ())
     }

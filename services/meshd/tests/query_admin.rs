@@ -298,6 +298,19 @@ async fn a_preview_equals_what_applying_then_does_and_the_next_events_use_the_ne
             .await
             .unwrap();
     assert_eq!(version, 2);
+    let stamped: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT detail ->> 'ruleVersion' FROM audit_log a \
+         JOIN connector_objects c ON c.mesh_object = a.mesh_object \
+         WHERE c.external_id = 'E007' AND a.kind = 'values'",
+    )
+    .fetch_all(&mesh.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stamped,
+        ["2"],
+        "the audit entries name the version that produced them"
+    );
     let audited: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE kind = 'rules.applied' \
          AND detail ->> 'actor' = 'ops@example.com' AND (detail ->> 'version')::int = 2",

@@ -265,6 +265,7 @@ impl ProjectionHandler {
         projection::set_projected(conn, &versions)
             .await
             .map_err(store_error)?;
+        mesh_stage::stamp_rule_version(&mut entries, rules.version());
         Ok(Projected {
             entries,
             sends,

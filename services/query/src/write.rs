@@ -174,7 +174,7 @@ pub async fn resolve_review_entry(
         JoinState::Joined { mesh_object, .. } => Some(mesh_object.as_uuid()),
         _ => None,
     };
-    let entries = [AuditEntry {
+    let mut entries = [AuditEntry {
         at,
         kind: "review.resolved",
         event_id: Some(stored.last_event.as_uuid()),
@@ -183,6 +183,7 @@ pub async fn resolve_review_entry(
         rule: None,
         detail,
     }];
+    mesh_stage::stamp_rule_version(&mut entries, query.rules.current().version());
     let audit_sequence = stage
         .commit_audited(tx, &entries, outgoing)
         .await
