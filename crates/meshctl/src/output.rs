@@ -15,6 +15,17 @@ pub enum OutputFormat {
     Text,
     /// One JSON document on stdout, for scripts.
     Json,
+    /// The JSON document as YAML.
+    Yaml,
+}
+
+/// Prints `document` as JSON, or as YAML for [`OutputFormat::Yaml`] (text output is the
+/// command's own).
+pub fn print_structured(format: OutputFormat, document: &serde_json::Value) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Yaml => print_yaml(document),
+        OutputFormat::Json | OutputFormat::Text => print_json(document),
+    }
 }
 
 /// How a command that prints records prints them.

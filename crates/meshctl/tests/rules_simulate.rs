@@ -26,6 +26,12 @@ fn the_example_rules_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("files valid"), "{stdout}");
+
+    // The same outcome as YAML, for scripts that prefer it.
+    let out = meshctl(&["rules", "validate", rules.to_str().unwrap(), "-o", "yaml"]);
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{yaml}");
+    assert!(yaml.contains("valid: true"), "{yaml}");
 }
 
 #[test]

@@ -141,7 +141,10 @@ async fn verify(client: &QueryClient, args: &AuditArgs) -> anyhow::Result<ExitCo
         from_sequence: args.from,
         to_sequence: args.to,
     });
-    let report = client.answer(client.mesh_query().verify_audit_chain(request).await)?;
+    let bar = super::client::spinner("verifying the audit log's hash chains");
+    let report = client.answer(client.mesh_query().verify_audit_chain(request).await);
+    bar.finish_and_clear();
+    let report = report?;
     let document = json!({
         "valid": report.valid,
         "entriesChecked": report.entries_checked,

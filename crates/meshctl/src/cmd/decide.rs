@@ -17,7 +17,7 @@ use mesh_proto::v1::access_decision_client::AccessDecisionClient;
 use mesh_runtime::error_chain;
 use serde_json::json;
 
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, print_structured};
 
 /// How sensitive the resource is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,21 +236,24 @@ fn print(args: &DecideArgs, r: &v1::DecideResponse) -> anyhow::Result<()> {
         bail!("the risk service answered without a decision");
     }
     match args.output {
-        OutputFormat::Json => print_json(&json!({
-            "decision": decision,
-            "limitScope": (!r.limit_scope.is_empty()).then_some(&r.limit_scope),
-            "score": r.score,
-            "level": level(r.score),
-            "policy": r.policy,
-            "degraded": r.degraded,
-            "decisionId": r.decision_id,
-            "policyVersion": r.policy_version.to_string(),
-            "reasons": r.reasons.iter().map(|reason| json!({
-                "code": reason.code,
-                "message": reason.message,
-                "weight": reason.weight,
-            })).collect::<Vec<_>>(),
-        })),
+        OutputFormat::Json | OutputFormat::Yaml => print_structured(
+            args.output,
+            &json!({
+                "decision": decision,
+                "limitScope": (!r.limit_scope.is_empty()).then_some(&r.limit_scope),
+                "score": r.score,
+                "level": level(r.score),
+                "policy": r.policy,
+                "degraded": r.degraded,
+                "decisionId": r.decision_id,
+                "policyVersion": r.policy_version.to_string(),
+                "reasons": r.reasons.iter().map(|reason| json!({
+                    "code": reason.code,
+                    "message": reason.message,
+                    "weight": reason.weight,
+                })).collect::<Vec<_>>(),
+            }),
+        ),
         OutputFormat::Text => {
             let scope = if r.limit_scope.is_empty() {
                 String::new()

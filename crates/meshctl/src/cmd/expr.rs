@@ -25,7 +25,7 @@ use mesh_expr::{
 use mesh_model::{AttributeName, Attributes, Value, ValueKind};
 use serde_json::json;
 
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, print_structured};
 
 /// `meshctl expr …`
 #[derive(Debug, Subcommand)]
@@ -129,17 +129,20 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     };
     let compiled = compile_script(&args.script, &source, schema.as_ref());
     match args.script.output {
-        OutputFormat::Json => {
+        format @ (OutputFormat::Json | OutputFormat::Yaml) => {
             let (diagnostics, program) = match &compiled {
                 Ok(program) => (program.warnings(), Some(program)),
                 Err(diagnostics) => (diagnostics, None),
             };
-            print_json(&json!({
-                "ok": program.is_some(),
-                "diagnostics": diagnostics_json(diagnostics, &source),
-                "attributes": program.map(|p| p.attributes().map(|a| a.as_str()).collect::<Vec<_>>()),
-                "readsNow": program.map(Program::reads_now),
-            }))?;
+            print_structured(
+                format,
+                &json!({
+                    "ok": program.is_some(),
+                    "diagnostics": diagnostics_json(diagnostics, &source),
+                    "attributes": program.map(|p| p.attributes().map(|a| a.as_str()).collect::<Vec<_>>()),
+                    "readsNow": program.map(Program::reads_now),
+                }),
+            )?;
         }
         OutputFormat::Text => match &compiled {
             Ok(program) => {
@@ -181,10 +184,13 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
         Ok(program) => program,
         Err(diagnostics) => {
             match format {
-                OutputFormat::Json => print_json(&json!({
-                    "ok": false,
-                    "diagnostics": diagnostics_json(&diagnostics, &source),
-                }))?,
+                OutputFormat::Json | OutputFormat::Yaml => print_structured(
+                    format,
+                    &json!({
+                        "ok": false,
+                        "diagnostics": diagnostics_json(&diagnostics, &source),
+                    }),
+                )?,
                 OutputFormat::Text => eprint!("{}", diagnostics.render(&source, ORIGIN)),
             }
             return Ok(ExitCode::from(1));
@@ -201,22 +207,28 @@ fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     match (result, format) {
         (Ok(value), OutputFormat::Text) => println!("{}", to_literal(&value)),
-        (Ok(value), OutputFormat::Json) => print_json(&json!({
-            "ok": true,
-            "value": serde_json::to_value(&value)?,
-            "type": value.kind().as_str(),
-            "diagnostics": diagnostics_json(program.warnings(), &source),
-        }))?,
+        (Ok(value), OutputFormat::Json | OutputFormat::Yaml) => print_structured(
+            format,
+            &json!({
+                "ok": true,
+                "value": serde_json::to_value(&value)?,
+                "type": value.kind().as_str(),
+                "diagnostics": diagnostics_json(program.warnings(), &source),
+            }),
+        )?,
         (Err(error), OutputFormat::Text) => {
             eprint!("{}", error.render(&source, ORIGIN));
             return Ok(ExitCode::from(1));
         }
-        (Err(error), OutputFormat::Json) => {
-            print_json(&json!({
-                "ok": false,
-                "error": eval_error_json(&error, &source),
-                "diagnostics": diagnostics_json(program.warnings(), &source),
-            }))?;
+        (Err(error), OutputFormat::Json | OutputFormat::Yaml) => {
+            print_structured(
+                format,
+                &json!({
+                    "ok": false,
+                    "error": eval_error_json(&error, &source),
+                    "diagnostics": diagnostics_json(program.warnings(), &source),
+                }),
+            )?;
             return Ok(ExitCode::from(1));
         }
     }
@@ -230,7 +242,7 @@ fn list_functions(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
                 println!("{:<45} {}", function.signature(), function.summary());
             }
         }
-        OutputFormat::Json => {
+        format @ (OutputFormat::Json | OutputFormat::Yaml) => {
             let list: Vec<_> = functions()
                 .map(|f| {
                     json!({
@@ -241,7 +253,7 @@ fn list_functions(args: FunctionsArgs) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            print_json(&serde_json::Value::Array(list))?;
+            print_structured(format, &serde_json::Value::Array(list))?;
         }
     }
     Ok(ExitCode::SUCCESS)

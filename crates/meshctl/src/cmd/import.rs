@@ -11,7 +11,7 @@
 //! spoken: reach a TLS endpoint through a port-forward or a sidecar.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
-use crate::output::{OutputFormat, print_json};
+use crate::output::{OutputFormat, print_structured};
 
 /// `meshctl import …`
 #[derive(Debug, Args)]
@@ -111,8 +111,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
         },
     );
     stream.write_all(head.as_bytes())?;
-    let progress = std::io::stderr().is_terminal();
-    let mut sent = 0u64;
+    // Drawn on stderr only when it is a terminal.
+    let bar = indicatif::ProgressBar::new(size).with_style(
+        indicatif::ProgressStyle::with_template(
+            "upload [{bar:25}] {percent:>3}% {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>-"),
+    );
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = file.read(&mut buf)?;
@@ -120,19 +126,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         stream.write_all(buf.get(..n).unwrap_or_default())?;
-        sent += n as u64;
-        if progress {
-            let pct = (sent * 100).checked_div(size).unwrap_or(100);
-            let bar = "#".repeat((pct / 4) as usize);
-            eprint!("\rupload [{bar:<25}] {pct:>3}% {} MiB", sent >> 20);
-        }
+        bar.inc(n as u64);
     }
-    if progress {
-        eprintln!("\rupload complete; the agent is diffing and applying the extract...");
-    }
+    bar.finish_and_clear();
+    let applying = super::client::spinner("the agent is diffing and applying the extract");
     let mut reader = BufReader::new(stream);
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
+    applying.finish_and_clear();
     let status: u16 = status_line
         .split_whitespace()
         .nth(1)
@@ -152,7 +153,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     let held = json["status"] == "held";
     match args.output {
-        OutputFormat::Json => print_json(&json)?,
+        OutputFormat::Json | OutputFormat::Yaml => print_structured(args.output, &json)?,
         OutputFormat::Text => {
             println!(
                 "{} {}: {} records: {} joiners, {} movers, {} leavers, {} unchanged, {} malformed ({} ms)",

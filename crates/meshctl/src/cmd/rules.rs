@@ -44,6 +44,8 @@ pub enum ValidateOutput {
     Text,
     /// A JSON document with every problem.
     Json,
+    /// The same document as YAML.
+    Yaml,
 }
 
 /// Arguments of `rules validate`.
@@ -121,7 +123,7 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 None => eprintln!("{errors} error(s), {warnings} warning(s)"),
             }
         }
-        ValidateOutput::Json => {
+        ValidateOutput::Json | ValidateOutput::Yaml => {
             let problems: Vec<serde_json::Value> = validation
                 .problems
                 .iter()
@@ -136,12 +138,17 @@ fn validate_command(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                     })
                 })
                 .collect();
-            crate::output::print_json(&serde_json::json!({
+            let document = serde_json::json!({
                 "valid": validation.rule_set.is_some(),
                 "errors": errors,
                 "warnings": warnings,
                 "problems": problems,
-            }))?;
+            });
+            if args.output == ValidateOutput::Yaml {
+                crate::output::print_yaml(&document)?;
+            } else {
+                crate::output::print_json(&document)?;
+            }
         }
     }
     Ok(if validation.rule_set.is_some() {

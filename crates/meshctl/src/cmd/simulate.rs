@@ -18,6 +18,8 @@ pub enum SimulateOutput {
     /// The full report as JSON (meshObjects, disconnectors, ambiguous, exports,
     /// transformErrors, trace).
     Json,
+    /// The same report as YAML.
+    Yaml,
 }
 
 /// Arguments of `simulate`.
@@ -59,6 +61,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         SimulateOutput::Table => print!("{}", report.to_table()),
         SimulateOutput::Json => {
             crate::output::print_json(&serde_json::to_value(&report)?)?;
+        }
+        SimulateOutput::Yaml => {
+            crate::output::print_yaml(&serde_json::to_value(&report)?)?;
         }
     }
     Ok(ExitCode::SUCCESS)
