@@ -612,3 +612,91 @@ async fn a_changed_join_rule_joins_the_objects_waiting_for_it() {
     );
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_replayed_after_the_rules_are_fixed_flows_once() {
+    let (mut mesh, mut admin, mut query) = start().await;
+    // A connector the rules do not define yet: correlation dead-letters its change.
+    let change_of = change("badge", "b-1", &[("badgeId", "B1")], 0);
+    mesh.publish(std::slice::from_ref(&change_of)).await;
+    let letters = loop {
+        let page = query
+            .list_dead_letters(v1::ListDeadLettersRequest {
+                stage: "correlation".into(),
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if !page.entries.is_empty() {
+            break page.entries;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letters.len(), 1);
+    let sequence = letters[0].dlq_sequence;
+    assert!(
+        letters[0]
+            .dead_letter
+            .as_ref()
+            .unwrap()
+            .reason
+            .contains("connector `badge`"),
+        "{letters:?}"
+    );
+
+    let fixed = format!(
+        "{RULES}---\nkind: Connector\nmetadata: {{ name: badge }}\nspec: {{ type: hr-csv, objectTypes: [User], externalIdAttribute: badgeId }}\n"
+    );
+    let applied = admin
+        .apply_rules(v1::ApplyRulesRequest {
+            files: files(&fixed),
+            actor: "ops".into(),
+            reason: "define badge".into(),
+            expected_current_version: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(applied.applied, "{:?}", applied.diagnostics);
+    mesh.wait_swept("correlation", 2, QUIET).await;
+
+    let replay = |query: &mut MeshQueryClient<Channel>| {
+        let mut query = query.clone();
+        async move {
+            query
+                .replay_dead_letter(v1::ReplayDeadLetterRequest {
+                    dlq_sequence: sequence,
+                    actor: "ops".into(),
+                    reason: "badge is defined now".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = replay(&mut query).await;
+    assert_eq!(first.subject, "mesh.change.badge");
+    assert!(!first.duplicate);
+    let second = replay(&mut query).await;
+    assert!(second.duplicate, "one dead letter replays once: {second:?}");
+    mesh.wait_quiet(QUIET).await;
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM connector_objects WHERE connector = 'badge' AND external_id = 'b-1'",
+    )
+    .fetch_one(&mesh.pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "disconnector", "the replayed change was correlated");
+    let replays: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE kind = 'dead_letter.replayed' \
+         AND (detail ->> 'dlqSequence')::bigint = $1",
+    )
+    .bind(i64::try_from(sequence).unwrap())
+    .fetch_one(&mesh.pool)
+    .await
+    .unwrap();
+    assert_eq!(replays, 2, "both replays are audited");
+    mesh.stop().await;
+}

@@ -9,8 +9,8 @@
 //!   (the flow service's own resolution, run here), so the change goes out on MESH_OBJECTS
 //!   like any other.
 //! - Approving exports releases what the target's mass-deletion guard holds.
-//! - Replaying a dead letter republishes its payload and headers (message id included) on
-//!   its original subject.
+//! - Replaying a dead letter republishes its payload and headers on its original subject, with
+//!   a message id derived from the original's and the dead letter's sequence.
 
 use std::collections::BTreeSet;
 
@@ -385,10 +385,19 @@ pub async fn replay_dead_letter(
             request.dlq_sequence
         ))
     })?;
+    // The message id is the original's with the dead letter's sequence: the stage never
+    // claimed the original (it gave up on it), a replay is not dropped as a duplicate of it,
+    // and replaying one dead letter twice still has one effect (JetStream's window, then the
+    // stage's inbox).
     let mut headers = async_nats::HeaderMap::new();
     for (name, values) in &letter.headers {
         for value in &values.values {
-            headers.append(name.as_str(), value.as_str());
+            if name.eq_ignore_ascii_case("Nats-Msg-Id") {
+                let replay_id = format!("{value}:replay:{}", request.dlq_sequence);
+                headers.append(name.as_str(), replay_id.as_str());
+            } else {
+                headers.append(name.as_str(), value.as_str());
+            }
         }
     }
     let ack = jetstream

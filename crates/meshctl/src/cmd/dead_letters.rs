@@ -1,6 +1,6 @@
 //! `meshctl dead-letters [--stage S]`: the messages a stage gave up on (MESH_DLQ), oldest
 //! first, with why; `meshctl dead-letters replay SEQ --reason WHY` republishes one on its
-//! original subject (audited).
+//! original subject (audited). `meshctl dlq list|replay` is the same command.
 
 use std::process::ExitCode;
 
@@ -25,6 +25,8 @@ pub struct DeadLettersArgs {
 /// What to do with a dead letter.
 #[derive(Debug, clap::Subcommand)]
 enum DeadLetterAction {
+    /// List them (the same as no subcommand).
+    List(ListArgs),
     /// Republish a dead letter's payload and headers on its original subject.
     Replay(ReplayArgs),
 }
@@ -59,6 +61,7 @@ struct ListArgs {
 pub fn run(args: DeadLettersArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         Some(DeadLetterAction::Replay(replay_args)) => block_on(replay(replay_args))?,
+        Some(DeadLetterAction::List(list_args)) => block_on(list(list_args))?,
         None => block_on(list(args.list))?,
     }
 }

@@ -57,7 +57,8 @@ pub enum Command {
     Review(review::ReviewCommand),
     /// Search the audit log, or verify its hash chains (`--verify`).
     Audit(audit::AuditArgs),
-    /// List the messages a stage gave up on (MESH_DLQ).
+    /// List the messages a stage gave up on (MESH_DLQ), or replay one.
+    #[command(alias = "dlq")]
     DeadLetters(dead_letters::DeadLettersArgs),
     /// Measure a running mesh (see docs/benchmarks.md).
     #[command(subcommand)]
