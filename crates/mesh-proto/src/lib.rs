@@ -64,7 +64,9 @@
 mod convert;
 mod schema;
 
-pub use convert::{ConversionError, attributes_from_pb, attributes_to_pb};
+pub use convert::{
+    ConversionError, attributes_from_pb, attributes_to_pb, timestamp_to_pb, timestamp_to_time,
+};
 pub use schema::{DecodeError, EVENT_SCHEMAS, MeshMessage, WireEvent};
 
 /// Package `identitymesh.v1`: messages, enums, and gRPC clients and servers, generated from

@@ -32,17 +32,10 @@ pub fn parse_digests(hex_digests: &[String], setting: &str) -> Result<Vec<[u8; 3
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let text = text.trim();
-            let bytes: Option<Vec<u8>> = (text.len() == 64 && text.is_ascii())
-                .then(|| {
-                    (0..32)
-                        .map(|j| u8::from_str_radix(&text[2 * j..2 * j + 2], 16).ok())
-                        .collect()
-                })
-                .flatten();
-            bytes
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut digest)
+                .map(|()| digest)
+                .map_err(|_| {
                     format!("{setting}[{i}] is not a SHA-256 digest in hex (64 characters)")
                 })
         })

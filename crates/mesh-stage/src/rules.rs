@@ -68,10 +68,7 @@ impl RulesHandle {
 
 /// Compiles stored files into the rule set numbered `version`.
 pub fn rule_set_from_files(files: &[RuleFile], version: u64) -> Result<RuleSet, RulesError> {
-    let sources: Vec<SourceFile> = files
-        .iter()
-        .map(|f| SourceFile::new(f.path.clone(), f.content.clone()))
-        .collect();
+    let sources: Vec<SourceFile> = files.iter().map(RuleFile::to_source).collect();
     mesh_engine::load(&sources)
         .map(|rules| rules.with_version(version))
         .map_err(|LoadError { problems }| RulesError::Invalid {

@@ -10,6 +10,15 @@
 //! macros, so the workspace builds on a machine without a database and without committed
 //! offline data.
 
+/// The SQL condition a `connector_objects` row is in the review queue by: a disconnector or an
+/// ambiguous match, not ignored since its last change. One definition for every query.
+macro_rules! in_review_queue {
+    () => {
+        "state IN ('disconnector', 'ambiguous') \
+         AND (review_ignored_sequence IS NULL OR review_ignored_sequence <> last_sequence)"
+    };
+}
+
 pub mod audit;
 pub mod inbox;
 pub mod json;

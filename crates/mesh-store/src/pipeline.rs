@@ -820,11 +820,11 @@ pub async fn overrides(
 pub async fn review_keys(
     pool: &sqlx::PgPool,
 ) -> Result<Vec<(ConnectorObjectRef, EventId)>, StoreError> {
-    let rows: Vec<(String, String, String, Uuid)> = sqlx::query_as(
+    let rows: Vec<(String, String, String, Uuid)> = sqlx::query_as(concat!(
         "SELECT connector, object_type, external_id, last_event FROM connector_objects \
-         WHERE state IN ('disconnector', 'ambiguous') \
-           AND (review_ignored_sequence IS NULL OR review_ignored_sequence <> last_sequence)",
-    )
+             WHERE ",
+        in_review_queue!()
+    ))
     .fetch_all(pool)
     .await
     .map_err(StoreError::query("listing the review queue"))?;

@@ -282,17 +282,17 @@ pub async fn review_queue(
         filter.states
     };
     let after = filter.after;
-    let rows = sqlx::query(
+    let rows = sqlx::query(concat!(
         "SELECT connector, object_type, external_id, attributes, join_state, last_event, \
                 last_event_time, last_sequence, rule_version, updated_at \
-         FROM connector_objects \
-         WHERE state IN ('disconnector', 'ambiguous') AND state = ANY($1) \
-           AND (review_ignored_sequence IS NULL OR review_ignored_sequence <> last_sequence) \
+         FROM connector_objects WHERE ",
+        in_review_queue!(),
+        " AND state = ANY($1) \
            AND ($2::text IS NULL OR connector = $2) \
            AND ($3::timestamptz IS NULL \
              OR (updated_at, connector, object_type, external_id) > ($3, $4, $5, $6)) \
-         ORDER BY updated_at, connector, object_type, external_id LIMIT $7",
-    )
+         ORDER BY updated_at, connector, object_type, external_id LIMIT $7"
+    ))
     .bind(states)
     .bind(filter.connector)
     .bind(after.map(|a| a.queued_at))

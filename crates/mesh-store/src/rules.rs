@@ -24,6 +24,13 @@ pub struct RuleFile {
     pub content: String,
 }
 
+impl RuleFile {
+    /// The file as the rule loader reads it.
+    pub fn to_source(&self) -> mesh_engine::SourceFile {
+        mesh_engine::SourceFile::new(self.path.clone(), self.content.clone())
+    }
+}
+
 /// One version of the rule set, without its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleVersion {
@@ -90,15 +97,7 @@ pub fn digest(files: &[RuleFile]) -> String {
             hasher.update(part);
         }
     }
-    hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(hasher.finalize())
 }
 
 fn to_u64(v: i64) -> u64 {

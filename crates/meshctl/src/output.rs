@@ -64,6 +64,38 @@ pub fn print_document(format: Format, document: &serde_json::Value) -> anyhow::R
     Ok(true)
 }
 
+/// How [`print_list`] shows a list as a table.
+pub struct ListTable<'a, T> {
+    /// The column names.
+    pub header: &'a [&'a str],
+    /// One row's cells.
+    pub row: &'a dyn Fn(&T) -> Vec<String>,
+    /// What to print instead of an empty table, if anything.
+    pub empty: Option<&'a str>,
+}
+
+/// Prints `items` as `{key: [..]}` in JSON or YAML, or as a table.
+pub fn print_list<T>(
+    format: Format,
+    key: &str,
+    items: &[T],
+    json: impl Fn(&T) -> serde_json::Value,
+    table: &ListTable<'_, T>,
+) -> anyhow::Result<()> {
+    let document = serde_json::json!({ key: items.iter().map(json).collect::<Vec<_>>() });
+    if print_document(format, &document)? {
+        return Ok(());
+    }
+    match table.empty {
+        Some(empty) if items.is_empty() => println!("{empty}"),
+        _ => print_table(
+            table.header,
+            &items.iter().map(table.row).collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
 /// Prints rows as columns separated by two spaces, each as wide as its widest cell (the last
 /// column is not padded).
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {

@@ -70,12 +70,13 @@ fn documents(files: &[RuleFile]) -> BTreeMap<(String, String), String> {
         for (i, text) in split(&file.content).into_iter().enumerate() {
             let (kind, name) = identify(&text)
                 .unwrap_or_else(|| ("Document".to_owned(), format!("{}#{}", file.path, i + 1)));
-            let mut key = (kind, name);
             // A name given twice is an invalid set; keep both apart rather than lose one.
-            let mut n = 2;
-            while out.contains_key(&key) {
-                key.1 = format!("{} ({n})", key.1.trim_end_matches(&format!(" ({})", n - 1)));
-                n += 1;
+            let mut key = (kind, name.clone());
+            for n in 2.. {
+                if !out.contains_key(&key) {
+                    break;
+                }
+                key.1 = format!("{name} ({n})");
             }
             out.insert(key, text);
         }

@@ -15,7 +15,7 @@ use mesh_store::audit::{self, AuditEntry};
 use mesh_store::rules::{self as stored, ApplyError, NewRuleVersion, RuleFile};
 use tonic::{Request, Response, Status};
 
-use crate::{AUDIT_WRITER, Query, diff, preview, status};
+use crate::{AUDIT_WRITER, Query, diff, page, preview, status};
 
 /// RuleAdmin over the stored rule versions.
 #[derive(Debug, Clone)]
@@ -115,17 +115,14 @@ fn sources(files: &[v1::RuleFile]) -> Result<(Vec<RuleFile>, Vec<SourceFile>), S
             )));
         }
     }
-    let stored = files
+    let stored: Vec<RuleFile> = files
         .iter()
         .map(|f| RuleFile {
             path: f.path.clone(),
             content: f.content.clone(),
         })
         .collect();
-    let sources = files
-        .iter()
-        .map(|f| SourceFile::new(f.path.clone(), f.content.clone()))
-        .collect();
+    let sources = stored.iter().map(RuleFile::to_source).collect();
     Ok((stored, sources))
 }
 
@@ -177,14 +174,6 @@ fn wire_files(files: Vec<RuleFile>) -> Vec<v1::RuleFile> {
         .collect()
 }
 
-fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} is required")));
-    }
-    Ok(value)
-}
-
 async fn get_version(
     query: &Query,
     version: u64,
@@ -224,7 +213,7 @@ impl RuleAdmin for RuleAdminService {
         request: Request<v1::ApplyRulesRequest>,
     ) -> Result<Response<v1::ApplyRulesResponse>, Status> {
         let request = request.into_inner();
-        let actor = required(&request.actor, "actor")?;
+        let actor = status::required(&request.actor, "actor")?;
         let (files, sources) = sources(&request.files)?;
         let validation = validate(&sources);
         let diagnostics = diagnostics(&validation);
@@ -258,26 +247,15 @@ impl RuleAdmin for RuleAdminService {
     ) -> Result<Response<v1::ListRuleVersionsResponse>, Status> {
         let request = request.into_inner();
         let size = self.query.page_size(request.page_size);
-        let before =
-            if request.page_token.is_empty() {
-                None
-            } else {
-                Some(request.page_token.parse::<u64>().map_err(|_| {
-                    Status::invalid_argument("page_token is not one this service gave")
-                })?)
-            };
-        let mut versions = stored::list(&self.query.pool, before, size + 1)
+        let before = match page::parse(&request.page_token, "versions", 1)? {
+            Some(key) => Some(page::number::<u64>(key[0])?),
+            None => None,
+        };
+        let versions = stored::list(&self.query.pool, before, size.saturating_add(1))
             .await
             .map_err(|e| status::store(&e))?;
-        let next_page_token = if versions.len() > size as usize {
-            versions.truncate(size as usize);
-            versions
-                .last()
-                .map(|v| v.version.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (versions, next_page_token) =
+            page::finish(versions, size, "versions", |v| v.version.to_string());
         let current_version = stored::current_version(&self.query.pool)
             .await
             .map_err(|e| status::store(&e))?
@@ -344,15 +322,12 @@ impl RuleAdmin for RuleAdminService {
         request: Request<v1::RollbackRulesRequest>,
     ) -> Result<Response<v1::RollbackRulesResponse>, Status> {
         let request = request.into_inner();
-        let actor = required(&request.actor, "actor")?;
+        let actor = status::required(&request.actor, "actor")?;
         if request.to_version == 0 {
             return Err(Status::invalid_argument("to_version is required"));
         }
         let (_, files) = get_version(&self.query, request.to_version).await?;
-        let sources: Vec<SourceFile> = files
-            .iter()
-            .map(|f| SourceFile::new(f.path.clone(), f.content.clone()))
-            .collect();
+        let sources: Vec<SourceFile> = files.iter().map(RuleFile::to_source).collect();
         let validation = validate(&sources);
         let Some(rules) = validation.rule_set else {
             let problems: Vec<String> = validation

@@ -26,20 +26,21 @@ pub fn sql(error: sqlx::Error) -> Status {
     })
 }
 
-/// A time as a protobuf timestamp.
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+pub use mesh_proto::timestamp_to_pb as timestamp;
 
 /// A protobuf timestamp as a time; INVALID_ARGUMENT names the field when out of range.
 pub fn time(t: &prost_types::Timestamp, field: &str) -> Result<DateTime<Utc>, Status> {
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+    mesh_proto::timestamp_to_time(t)
         .ok_or_else(|| Status::invalid_argument(format!("{field} is not a valid time")))
+}
+
+/// A required text field, trimmed; INVALID_ARGUMENT names it when empty.
+pub fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    Ok(value)
 }
 
 /// A required mesh object id: a UUID, or INVALID_ARGUMENT naming the field.

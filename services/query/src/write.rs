@@ -29,14 +29,6 @@ use tonic::Status;
 
 use crate::{AUDIT_WRITER, Query, review, status};
 
-fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} is required")));
-    }
-    Ok(value)
-}
-
 fn handler_error(error: mesh_bus::HandlerError) -> Status {
     Status::unavailable(format!("the change could not be committed, retry: {error}"))
 }
@@ -52,7 +44,7 @@ pub async fn resolve_review_entry(
     request: v1::ResolveReviewEntryRequest,
 ) -> Result<v1::ResolveReviewEntryResponse, Status> {
     let entry = status::uuid(&request.entry_id, "entry_id")?;
-    let actor = required(&request.actor, "actor")?.to_owned();
+    let actor = status::required(&request.actor, "actor")?.to_owned();
     let reason = request.reason.trim().to_owned();
     let resolution = request.resolution.ok_or_else(|| {
         Status::invalid_argument("resolution is required: join (with a mesh object) or ignore")
@@ -196,7 +188,7 @@ pub async fn resolve_review_entry(
 }
 
 fn attribute(name: &str) -> Result<AttributeName, Status> {
-    AttributeName::parse(required(name, "attribute")?)
+    AttributeName::parse(status::required(name, "attribute")?)
         .map_err(|e| Status::invalid_argument(format!("attribute {name:?}: {e}")))
 }
 
@@ -207,7 +199,7 @@ pub async fn set_override(
 ) -> Result<v1::SetOverrideResponse, Status> {
     let id = MeshObjectId::from_uuid(status::uuid(&request.mesh_object_id, "mesh_object_id")?);
     let name = attribute(&request.attribute)?;
-    let actor = required(&request.actor, "actor")?;
+    let actor = status::required(&request.actor, "actor")?;
     let reason = request.reason.trim();
     let value = Value::try_from(
         request
@@ -250,7 +242,7 @@ pub async fn remove_override(
 ) -> Result<v1::RemoveOverrideResponse, Status> {
     let id = MeshObjectId::from_uuid(status::uuid(&request.mesh_object_id, "mesh_object_id")?);
     let name = attribute(&request.attribute)?;
-    let actor = required(&request.actor, "actor")?;
+    let actor = status::required(&request.actor, "actor")?;
     let reason = request.reason.trim();
     let stage = query.flow.stage();
     let mut tx = stage.begin_without_inbox().await.map_err(handler_error)?;
@@ -322,8 +314,8 @@ pub async fn approve_exports(
     query: &Query,
     request: v1::ApproveExportsRequest,
 ) -> Result<v1::ApproveExportsResponse, Status> {
-    let target = required(&request.target_connector, "target_connector")?;
-    let actor = required(&request.actor, "actor")?;
+    let target = status::required(&request.target_connector, "target_connector")?;
+    let actor = status::required(&request.actor, "actor")?;
     let reason = request.reason.trim();
     let mut tx = query.pool.begin().await.map_err(status::sql)?;
     let released = mesh_store::projection::approve_in(&mut tx, target)
@@ -360,7 +352,7 @@ pub async fn replay_dead_letter(
     request: v1::ReplayDeadLetterRequest,
 ) -> Result<v1::ReplayDeadLetterResponse, Status> {
     use prost::Message as _;
-    let actor = required(&request.actor, "actor")?;
+    let actor = status::required(&request.actor, "actor")?;
     let reason = request.reason.trim();
     if request.dlq_sequence == 0 {
         return Err(Status::invalid_argument("dlq_sequence is required"));

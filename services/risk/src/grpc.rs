@@ -36,17 +36,6 @@ impl AccessDecisionService {
     }
 }
 
-fn timestamp(t: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?)
-}
-
-fn to_timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn required(value: &str, field: &str) -> Result<String, Status> {
     let value = value.trim();
     if value.is_empty() {
@@ -105,7 +94,7 @@ pub fn access_request(
     };
     let mfa = context.mfa.unwrap_or_default();
     let time = match &context.time {
-        Some(t) => timestamp(t)
+        Some(t) => mesh_proto::timestamp_to_time(t)
             .ok_or_else(|| Status::invalid_argument("context.time is not a valid timestamp"))?,
         None => now,
     };
@@ -122,7 +111,10 @@ pub fn access_request(
             location,
             mfa_completed: mfa.completed,
             mfa_method: mfa.method.filter(|m| !m.is_empty()),
-            mfa_at: mfa.completed_at.as_ref().and_then(timestamp),
+            mfa_at: mfa
+                .completed_at
+                .as_ref()
+                .and_then(mesh_proto::timestamp_to_time),
             interactive: context.interactive,
             time,
             context: attributes,
@@ -156,7 +148,7 @@ pub fn decide_response(decided: &Decided, policy_version: u64) -> v1::DecideResp
         policy: outcome.policy.clone(),
         decision_id: decided.decision_id.hyphenated().to_string(),
         degraded: decided.degraded,
-        decided_at: Some(to_timestamp(Utc::now())),
+        decided_at: Some(mesh_proto::timestamp_to_pb(Utc::now())),
         policy_version,
     }
 }

@@ -271,13 +271,18 @@ pub(crate) fn mesh_object_id(
 ///
 /// chrono represents a leap second as nanoseconds >= 1e9, which protobuf forbids; such an
 /// instant is sent as the last nanosecond of the preceding second.
-pub(crate) fn timestamp_to_pb(time: DateTime<Utc>) -> prost_types::Timestamp {
+pub fn timestamp_to_pb(time: DateTime<Utc>) -> prost_types::Timestamp {
     let nanos = time.timestamp_subsec_nanos().min(999_999_999);
     prost_types::Timestamp {
         seconds: time.timestamp(),
         // Cannot fail: nanos is at most 999_999_999 < i32::MAX.
         nanos: i32::try_from(nanos).unwrap_or(999_999_999),
     }
+}
+
+/// Converts a protobuf timestamp to an instant; `None` when it is out of range.
+pub fn timestamp_to_time(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    timestamp_from_pb(*ts, &Path::root("Timestamp")).ok()
 }
 
 /// Converts a protobuf timestamp to an instant.

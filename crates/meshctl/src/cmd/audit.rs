@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::client::{QueryClient, QueryService, all_pages, block_on};
 use super::wire;
-use crate::output::{Format, print_document, print_table};
+use crate::output::{Format, ListTable, print_document, print_list};
 
 /// `meshctl audit`
 #[derive(Debug, Args)]
@@ -68,13 +68,6 @@ pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     })?
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn connector_object(key: &str) -> anyhow::Result<v1::ConnectorObjectRef> {
     let mut parts = key.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {
@@ -101,8 +94,8 @@ async fn search(client: &QueryClient, args: &AuditArgs) -> anyhow::Result<ExitCo
             connector_object: object.clone(),
             connector: args.connector.clone().unwrap_or_default(),
             rule: args.rule.clone().unwrap_or_default(),
-            since: args.since.map(timestamp),
-            until: args.until.map(timestamp),
+            since: args.since.map(mesh_proto::timestamp_to_pb),
+            until: args.until.map(mesh_proto::timestamp_to_pb),
             actions: args.actions.clone(),
             page_size,
             page_token,
@@ -114,25 +107,25 @@ async fn search(client: &QueryClient, args: &AuditArgs) -> anyhow::Result<ExitCo
         }
     })
     .await?;
-    let document = json!({
-        "entries": entries.iter().map(wire::audit_entry_json).collect::<Vec<_>>(),
-    });
-    if print_document(args.output, &document)? {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            vec![
-                wire::time_text(e.recorded_at.as_ref()),
-                e.actor.clone(),
-                e.sequence.to_string(),
-                e.action.clone(),
-                e.message.clone(),
-            ]
-        })
-        .collect();
-    print_table(&["TIME", "ACTOR", "SEQ", "ACTION", "WHAT"], &rows);
+    print_list(
+        args.output,
+        "entries",
+        &entries,
+        wire::audit_entry_json,
+        &ListTable {
+            header: &["TIME", "ACTOR", "SEQ", "ACTION", "WHAT"],
+            row: &|e| {
+                vec![
+                    wire::time_text(e.recorded_at.as_ref()),
+                    e.actor.clone(),
+                    e.sequence.to_string(),
+                    e.action.clone(),
+                    e.message.clone(),
+                ]
+            },
+            empty: None,
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

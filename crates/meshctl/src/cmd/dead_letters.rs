@@ -6,11 +6,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use mesh_proto::v1;
-use serde_json::json;
 
 use super::client::{Actor, QueryService, all_pages, block_on};
 use super::wire;
-use crate::output::{Format, print_document, print_table};
+use crate::output::{Format, ListTable, print_list};
 
 /// `meshctl dead-letters`
 #[derive(Debug, Args)]
@@ -104,36 +103,29 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
     })
     .await?;
-    let document = json!({
-        "deadLetters": entries.iter().map(wire::dead_letter_json).collect::<Vec<_>>(),
-    });
-    if print_document(args.output, &document)? {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if entries.is_empty() {
-        println!("no dead letters");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            let d = e.dead_letter.clone().unwrap_or_default();
-            vec![
-                e.dlq_sequence.to_string(),
-                wire::time_text(d.failed_at.as_ref()),
-                d.stage,
-                format!("{} #{}", d.stream, d.stream_sequence),
-                d.attempts.to_string(),
-                wire::time_text(e.replayed_at.as_ref()),
-                d.reason,
-            ]
-        })
-        .collect();
-    print_table(
-        &[
-            "SEQ", "FAILED", "STAGE", "MESSAGE", "ATTEMPTS", "REPLAYED", "REASON",
-        ],
-        &rows,
-    );
+    print_list(
+        args.output,
+        "deadLetters",
+        &entries,
+        wire::dead_letter_json,
+        &ListTable {
+            header: &[
+                "SEQ", "FAILED", "STAGE", "MESSAGE", "ATTEMPTS", "REPLAYED", "REASON",
+            ],
+            row: &|e| {
+                let d = e.dead_letter.clone().unwrap_or_default();
+                vec![
+                    e.dlq_sequence.to_string(),
+                    wire::time_text(d.failed_at.as_ref()),
+                    d.stage,
+                    format!("{} #{}", d.stream, d.stream_sequence),
+                    d.attempts.to_string(),
+                    wire::time_text(e.replayed_at.as_ref()),
+                    d.reason,
+                ]
+            },
+            empty: Some("no dead letters"),
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -116,13 +116,6 @@ fn parse_context(text: &str) -> Result<(String, Value), String> {
     Ok((name.trim().to_owned(), value))
 }
 
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 fn request(args: &DecideArgs) -> anyhow::Result<v1::DecideRequest> {
     let mut context = Attributes::new();
     for (name, value) in &args.context {
@@ -152,10 +145,12 @@ fn request(args: &DecideArgs) -> anyhow::Result<v1::DecideRequest> {
             mfa: args.mfa.then(|| v1::MfaInfo {
                 completed: true,
                 method: None,
-                completed_at: Some(timestamp(args.mfa_at.unwrap_or_else(Utc::now))),
+                completed_at: Some(mesh_proto::timestamp_to_pb(
+                    args.mfa_at.unwrap_or_else(Utc::now),
+                )),
             }),
             interactive: !args.non_interactive,
-            time: args.at.map(timestamp),
+            time: args.at.map(mesh_proto::timestamp_to_pb),
             attributes: mesh_proto::attributes_to_pb(context).into_iter().collect(),
         }),
     })

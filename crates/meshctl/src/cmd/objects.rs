@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::client::{QueryService, all_pages, block_on};
 use super::wire;
-use crate::output::{Format, print_document, print_table, table};
+use crate::output::{Format, ListTable, print_document, print_list, print_table, table};
 
 /// `meshctl get …`
 #[derive(Debug, Subcommand)]
@@ -253,32 +253,29 @@ async fn find(args: FindArgs) -> anyhow::Result<ExitCode> {
         }
     })
     .await?;
-    let document = json!({
-        "meshObjects": objects.iter().map(wire::mesh_object_json).collect::<Vec<_>>(),
-    });
-    if print_document(args.output, &document)? {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows: Vec<Vec<String>> = objects
-        .iter()
-        .map(|o| {
-            vec![
-                o.id.clone(),
-                o.object_type.clone(),
-                o.version.to_string(),
-                wire::lifecycle(o.lifecycle).to_owned(),
-                o.connector_objects
-                    .iter()
-                    .map(|r| wire::object_ref(Some(r)))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ]
-        })
-        .collect();
-    print_table(
-        &["MESH OBJECT", "TYPE", "VERSION", "LIFECYCLE", "JOINED"],
-        &rows,
-    );
+    print_list(
+        args.output,
+        "meshObjects",
+        &objects,
+        wire::mesh_object_json,
+        &ListTable {
+            header: &["MESH OBJECT", "TYPE", "VERSION", "LIFECYCLE", "JOINED"],
+            row: &|o| {
+                vec![
+                    o.id.clone(),
+                    o.object_type.clone(),
+                    o.version.to_string(),
+                    wire::lifecycle(o.lifecycle).to_owned(),
+                    o.connector_objects
+                        .iter()
+                        .map(|r| wire::object_ref(Some(r)))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ]
+            },
+            empty: None,
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

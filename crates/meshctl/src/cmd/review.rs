@@ -6,11 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use mesh_proto::v1;
-use serde_json::json;
 
 use super::client::{Actor, QueryService, all_pages, block_on};
 use super::wire;
-use crate::output::{Format, print_document, print_table};
+use crate::output::{Format, ListTable, print_list};
 
 /// `meshctl review …`
 #[derive(Debug, Subcommand)]
@@ -127,31 +126,24 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
     })
     .await?;
-    let document = json!({
-        "entries": entries.iter().map(wire::review_entry_json).collect::<Vec<_>>(),
-    });
-    if print_document(args.output, &document)? {
-        return Ok(ExitCode::SUCCESS);
-    }
-    if entries.is_empty() {
-        println!("the review queue is empty");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows: Vec<Vec<String>> = entries
-        .iter()
-        .map(|e| {
-            vec![
-                e.id.clone(),
-                wire::time_text(e.queued_at.as_ref()),
-                wire::reason(e.reason).to_owned(),
-                wire::object_ref(e.object.as_ref()),
-                e.message.clone(),
-            ]
-        })
-        .collect();
-    print_table(
-        &["ENTRY", "QUEUED", "REASON", "CONNECTOR OBJECT", "WHY"],
-        &rows,
-    );
+    print_list(
+        args.output,
+        "entries",
+        &entries,
+        wire::review_entry_json,
+        &ListTable {
+            header: &["ENTRY", "QUEUED", "REASON", "CONNECTOR OBJECT", "WHY"],
+            row: &|e| {
+                vec![
+                    e.id.clone(),
+                    wire::time_text(e.queued_at.as_ref()),
+                    wire::reason(e.reason).to_owned(),
+                    wire::object_ref(e.object.as_ref()),
+                    e.message.clone(),
+                ]
+            },
+            empty: Some("the review queue is empty"),
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
