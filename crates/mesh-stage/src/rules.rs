@@ -315,6 +315,8 @@ pub async fn sweep_rule_versions<F, Fut>(
         let rules = changes.borrow_and_update().clone();
         let version = rules.version();
         match stored::swept(&pool, stage, version).await {
+            // Superseded before its sweep began: the newer version's sweep covers it.
+            Ok(false) if changes.has_changed().unwrap_or(false) => continue,
             Ok(true) => {}
             Ok(false) => {
                 let started = std::time::Instant::now();

@@ -281,7 +281,7 @@ pub async fn project_due_deletions(
             )
         })
         .collect();
-    project_and_commit(handler, &objects).await?;
+    project_and_commit(handler, &handler.rules(), &objects).await?;
     Ok(due.len())
 }
 
@@ -289,10 +289,11 @@ pub async fn project_due_deletions(
 /// commands were queued; returns how many audit entries it wrote.
 async fn project_and_commit(
     handler: &ProjectionHandler,
+    rules: &mesh_engine::RuleSet,
     objects: &BTreeMap<mesh_model::MeshObjectId, Reason>,
 ) -> Result<usize, mesh_bus::HandlerError> {
     let mut tx = handler.stage().begin_without_inbox().await?;
-    let projected = handler.project_objects(&mut tx, objects).await?;
+    let projected = handler.project_objects(&mut tx, rules, objects).await?;
     let written = projected.entries.len();
     handler
         .stage()
@@ -307,16 +308,17 @@ async fn project_and_commit(
 /// Mesh objects per transaction of a rule-change sweep.
 const SWEEP_PAGE: i64 = 200;
 
-/// Projects every resolved mesh object again under the rule version in force (one that just
-/// came into force), a page at a time: objects enter or leave scopes, and targets receive
+/// Projects every resolved mesh object again under `rules` (a version that just came into
+/// force), a page at a time: objects enter or leave scopes, and targets receive
 /// what the new outbound rules shape. Returns how many audit entries it wrote (one per scope
 /// change and export command). The commands' cause is derived from the version and the
 /// object, so two replicas sweeping at once record each command once (the second finds the
 /// targets already up to date under the row locks).
 pub async fn sweep(
     handler: &ProjectionHandler,
-    version: u64,
+    rules: &mesh_engine::RuleSet,
 ) -> Result<usize, mesh_bus::HandlerError> {
+    let version = rules.version();
     let mut after = None;
     let mut written = 0;
     loop {
@@ -343,7 +345,7 @@ pub async fn sweep(
                 (*id, reason)
             })
             .collect();
-        written += project_and_commit(handler, &objects).await?;
+        written += project_and_commit(handler, rules, &objects).await?;
     }
 }
 

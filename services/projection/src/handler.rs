@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mesh_bus::{BatchHandler, Delivery, HandlerError, Outgoing};
-use mesh_engine::{ProjectInput, Trace, project};
+use mesh_engine::{ProjectInput, RuleSet, Trace, project};
 use mesh_model::{ConnectorId, EventId, MeshObjectChanged, MeshObjectId};
 use mesh_stage::{RulesHandle, Stage, store_error};
 use mesh_store::audit::AuditEntry;
@@ -77,6 +77,11 @@ impl ProjectionHandler {
         &self.stage
     }
 
+    /// The rule set in force.
+    pub(crate) fn rules(&self) -> std::sync::Arc<RuleSet> {
+        self.rules.current()
+    }
+
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
@@ -95,9 +100,9 @@ impl ProjectionHandler {
     pub(crate) async fn project_objects(
         &self,
         conn: &mut PgConnection,
+        rules: &RuleSet,
         objects: &BTreeMap<MeshObjectId, Reason>,
     ) -> Result<Projected, HandlerError> {
-        let rules = self.rules.current();
         let ids: BTreeSet<MeshObjectId> = objects.keys().copied().collect();
         let projected = projection::lock_objects(conn, &ids)
             .await
@@ -126,7 +131,7 @@ impl ProjectionHandler {
             }
             let held = targets.remove(id).unwrap_or_default();
             let outcome = project(
-                &rules,
+                rules,
                 &ProjectInput {
                     mesh_object: *id,
                     object_type: &subject.object_type,
@@ -366,7 +371,9 @@ impl BatchHandler for ProjectionHandler {
                 },
             );
         }
-        let projected = self.project_objects(&mut tx, &objects).await?;
+        let projected = self
+            .project_objects(&mut tx, &self.rules.current(), &objects)
+            .await?;
         self.stage
             .commit(tx, &projected.entries, projected.sends)
             .await?;

@@ -351,9 +351,13 @@ pub async fn run_with_rules(
         mesh_stage::sweep_rule_versions(pool.clone(), rules, STAGE, shutdown.clone(), |rules| {
             let (projection, pool, stop) = (&projection, &sweep_pool, &sweep_stop);
             async move {
-                let version = rules.version();
-                wait_for_flow_sweep(pool, version, stop).await;
-                dispatch::sweep(projection, version).await
+                wait_for_flow_sweep(pool, rules.version(), stop).await;
+                // A version superseded while waiting is not worth projecting: the sweep under
+                // the newer one follows.
+                if projection.rules().version() != rules.version() {
+                    return Ok(0);
+                }
+                dispatch::sweep(projection, &rules).await
             }
         });
     let (changes, results, dispatched, (), ()) = tokio::join!(
