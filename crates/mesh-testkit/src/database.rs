@@ -14,17 +14,25 @@ fn admin_url() -> String {
 pub struct TestDatabase {
     name: String,
     url: String,
+    admin: String,
 }
 
 impl TestDatabase {
-    /// Creates an empty database named `mesh_test_<uuid>`.
+    /// Creates an empty database named `mesh_test_<uuid>` on the machine's server
+    /// (`MESHTEST_POSTGRES_URL`).
     pub async fn create() -> anyhow::Result<Self> {
+        Self::create_in(&admin_url()).await
+    }
+
+    /// Creates an empty database named `mesh_test_<uuid>` on the server whose maintenance
+    /// database is at `admin_url` (a [`crate::PostgresServer`]'s, say).
+    pub async fn create_in(admin_url: &str) -> anyhow::Result<Self> {
         let name = format!("mesh_test_{}", uuid::Uuid::new_v4().simple());
-        let admin: PgConnectOptions = admin_url().parse().context("MESHTEST_POSTGRES_URL")?;
+        let admin: PgConnectOptions = admin_url.parse().context("the admin URL")?;
         let mut conn = admin
             .connect()
             .await
-            .with_context(|| format!("connecting to {}", admin_url()))?;
+            .with_context(|| format!("connecting to {admin_url}"))?;
         // The name is generated here from a UUID, never from input.
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
@@ -32,7 +40,11 @@ impl TestDatabase {
             .with_context(|| format!("creating database {name}"))?;
         conn.close().await?;
         let url = admin.database(&name).to_url_lossy().to_string();
-        Ok(Self { name, url })
+        Ok(Self {
+            name,
+            url,
+            admin: admin_url.to_owned(),
+        })
     }
 
     /// Returns the database's connection URL.
@@ -57,6 +69,7 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = std::mem::take(&mut self.name);
+        let admin_url = std::mem::take(&mut self.admin);
         // Drop runs outside any async context guarantee, so the drop happens on a thread
         // with its own small runtime; FORCE ends connections a test left open.
         let _ = std::thread::spawn(move || {
@@ -67,7 +80,7 @@ impl Drop for TestDatabase {
                 return;
             };
             runtime.block_on(async move {
-                let Ok(admin) = admin_url().parse::<PgConnectOptions>() else {
+                let Ok(admin) = admin_url.parse::<PgConnectOptions>() else {
                     return;
                 };
                 if let Ok(mut conn) = admin.connect().await {

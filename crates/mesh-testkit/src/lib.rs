@@ -4,6 +4,9 @@
 //!   store; tests can [`NatsServer::kill`] it (SIGKILL) and [`NatsServer::restart`] it on the
 //!   same port and store.
 //! - [`TestDatabase`]: a fresh PostgreSQL database per test on the local server, dropped after.
+//! - [`PostgresServer`]: a PostgreSQL cluster of the test's own (initdb in a temporary
+//!   directory, run as the `postgres` user under root), for tests that crash and restart it;
+//!   [`TestDatabase::create_in`] makes a database on it.
 //! - [`RedisPrefix`]: a key prefix per test on the local Redis, its keys deleted after.
 //! - [`Slapd`]: an OpenLDAP slapd on a free loopback port with its own directory (suffix
 //!   `dc=corp,dc=example,dc=com`, `ou=people`, a root DN, a ppolicy default policy), killed
@@ -19,12 +22,14 @@
 
 mod database;
 mod nats;
+mod postgres_server;
 mod redis_prefix;
 mod redis_server;
 mod slapd;
 
 pub use database::TestDatabase;
 pub use nats::NatsServer;
+pub use postgres_server::PostgresServer;
 pub use redis_prefix::RedisPrefix;
 pub use redis_server::RedisServer;
 pub use slapd::Slapd;

@@ -1,10 +1,13 @@
 //! The harness itself against the real servers: a killed and restarted nats-server keeps its
-//! JetStream store; a test database exists until dropped; a Redis prefix is cleaned up; a slapd
+//! JetStream store; a crashed and restarted PostgreSQL server keeps what was committed and
+//! serves the same URL again; a test database exists until dropped; a Redis prefix is cleaned up; a slapd
 //! serves its suffix and stops when dropped.
 
 use std::time::Duration;
 
-use mesh_testkit::{NatsServer, RedisPrefix, Slapd, TestDatabase, assert_eventually};
+use mesh_testkit::{
+    NatsServer, PostgresServer, RedisPrefix, Slapd, TestDatabase, assert_eventually,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_nats_server_keeps_its_streams_and_messages() {
@@ -35,6 +38,36 @@ async fn a_restarted_nats_server_keeps_its_streams_and_messages() {
     let js = async_nats::jetstream::new(nats.connect().await.unwrap());
     let mut stream = js.get_stream("KEEP").await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_postgres_server_recovers_what_was_committed() {
+    let mut server = PostgresServer::start().await.unwrap();
+    let db = TestDatabase::create_in(&server.admin_url()).await.unwrap();
+    let pool = db.pool().await.unwrap();
+    sqlx::query("CREATE TABLE kept (n int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO kept VALUES (1), (2)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    server.crash();
+    assert!(
+        sqlx::query("SELECT 1").execute(&pool).await.is_err(),
+        "the server is down after the crash"
+    );
+    server.restart().await.unwrap();
+
+    // The pool's connections died with the server; it opens new ones on the same URL.
+    let kept: i64 = sqlx::query_scalar("SELECT sum(n) FROM kept")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 3);
+    pool.close().await;
 }
 
 #[tokio::test]

@@ -112,11 +112,7 @@ async fn serve(mesh: &Mesh, page_size: u32) -> (MeshQueryClient<Channel>, Cancel
 
 /// A request carrying the bearer token.
 fn authed<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    request
+    mesh::with_bearer(message, TOKEN)
 }
 
 fn text(value: Option<&v1::Value>) -> Value {

@@ -189,11 +189,7 @@ impl RiskService {
 }
 
 fn with_token<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    request
+    mesh::with_bearer(message, TOKEN)
 }
 
 fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {

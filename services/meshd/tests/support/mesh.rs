@@ -104,10 +104,29 @@ impl Mesh {
         Self::start_with(path, Some(dir), ack_wait).await
     }
 
+    /// A mesh governed by the rule text `rules` whose database is `db` (one on a
+    /// [`mesh_testkit::PostgresServer`] of the test's own, say).
+    pub async fn start_in(rules: &str, db: TestDatabase) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(&path, rules).unwrap();
+        Self::start_with_database(path, Some(dir), ACK_WAIT, db).await
+    }
+
     async fn start_with(
         rules_path: PathBuf,
         dir: Option<tempfile::TempDir>,
         ack_wait: Duration,
+    ) -> Self {
+        let db = TestDatabase::create().await.unwrap();
+        Self::start_with_database(rules_path, dir, ack_wait, db).await
+    }
+
+    async fn start_with_database(
+        rules_path: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        ack_wait: Duration,
+        db: TestDatabase,
     ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -116,7 +135,6 @@ impl Mesh {
             .with_test_writer()
             .try_init();
         let nats = NatsServer::start().await.unwrap();
-        let db = TestDatabase::create().await.unwrap();
         let pool = db.pool().await.unwrap();
         mesh_store::migrate(&pool).await.unwrap();
         // Version 1 in the database, as `meshd run` stores it: in-process and child-process
@@ -279,10 +297,20 @@ impl Mesh {
         }
     }
 
-    /// Runs `service` as a `meshd run <service>` child process.
+    /// Runs `service` as a `meshd run <service>` child process, with the bus settings of
+    /// [`settings`], the projection settings of [`projection_settings`] (and this mesh's
+    /// `max_attempts`) and [`Mesh::target_env`] in its environment.
     pub fn run_process(&mut self, service: &'static str) {
         let child = Command::new(env!("CARGO_BIN_EXE_meshd"))
             .args(["run", service])
+            .envs(&self.target_env)
+            .env(
+                "MESH_PROJECTION__MAX_ATTEMPTS",
+                self.max_attempts.to_string(),
+            )
+            .env("MESH_PROJECTION__RETRY_INITIAL", "100ms")
+            .env("MESH_PROJECTION__RETRY_MAX", "400ms")
+            .env("MESH_PROJECTION__TIMER_INTERVAL", "100ms")
             .env("MESH_NATS__URL", self.nats.url())
             .env("MESH_POSTGRES__URL", self.db.url())
             .env("MESH_RULES__PATH", &self.rules_path)
@@ -306,6 +334,44 @@ impl Mesh {
             }
             Some(Running::Task(_, task)) => task.abort(),
             None => panic!("{service} is not running"),
+        }
+    }
+
+    /// The child processes that have exited since they were started, with how they ended
+    /// (they are forgotten: [`Mesh::run_process`] starts them again).
+    pub fn exited(&mut self) -> Vec<(&'static str, std::process::ExitStatus)> {
+        let mut exited = Vec::new();
+        for (name, running) in &mut self.running {
+            if let Running::Process(child) = running
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited.push((*name, status));
+            }
+        }
+        for (name, _) in &exited {
+            self.running.remove(name);
+        }
+        exited
+    }
+
+    /// Waits until every export command has ended (confirmed or failed for good): none is
+    /// queued, sent or waiting for its retry.
+    pub async fn wait_exports_settled(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let open: Result<i64, _> = sqlx::query_scalar(
+                "SELECT count(*) FROM exports WHERE status IN ('queued', 'sent')",
+            )
+            .fetch_one(&self.pool)
+            .await;
+            if open.as_ref().is_ok_and(|n| *n == 0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "export commands still open after {timeout:?}: {open:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -481,18 +547,32 @@ impl Mesh {
 pub async fn publish(bus: &Bus, events: &[ChangeEvent]) {
     let publisher = bus.publisher();
     for chunk in events.chunks(1000) {
-        let messages: Vec<Outgoing> = chunk
-            .iter()
-            .map(|event| {
-                Outgoing::event(
-                    format!("mesh.change.{}", event.object.connector),
-                    event.event_id.to_string(),
-                    event.clone(),
-                )
-            })
-            .collect();
-        publisher.publish_all(messages).await.unwrap();
+        publisher.publish_all(change_messages(chunk)).await.unwrap();
     }
+}
+
+/// The messages a connector agent publishes for `events`: on `mesh.change.<connector>`, with
+/// the event id as message id.
+pub fn change_messages(events: &[ChangeEvent]) -> Vec<Outgoing> {
+    events
+        .iter()
+        .map(|event| {
+            Outgoing::event(
+                format!("mesh.change.{}", event.object.connector),
+                event.event_id.to_string(),
+                event.clone(),
+            )
+        })
+        .collect()
+}
+
+/// A gRPC request carrying `token` as its bearer token.
+pub fn with_bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
 }
 
 /// The simulator's world in the shape of [`Mesh::state`].
