@@ -5,6 +5,8 @@
 //! - [`publish`]: publishing with the mesh headers: a deterministic `Nats-Msg-Id` (so a
 //!   redelivered input republishes the same id and JetStream drops the duplicate), W3C
 //!   `traceparent`/`tracestate`, and `Mesh-Schema`.
+//! - [`servers`]: the server list of `nats.url`, split on commas, its credentials sent as
+//!   authentication options rather than inside the addresses the client logs.
 //! - [`consume`]: the micro-batch consume loop every stage runs: up to N messages or T
 //!   milliseconds, the handler gets the batch, acks follow only its success, transient failures
 //!   nak with backoff, and a message that keeps failing goes to `MESH_DLQ` without blocking the
@@ -17,6 +19,7 @@ pub mod consume;
 pub mod headers;
 pub mod metrics;
 pub mod publish;
+pub mod servers;
 pub mod topology;
 
 use std::path::PathBuf;
@@ -32,6 +35,9 @@ pub enum BusError {
     /// The client could not be set up (bad URL, unreadable credentials).
     #[error("cannot connect to NATS")]
     Connect(#[source] async_nats::ConnectError),
+    /// `nats.url` is not a usable server list.
+    #[error("invalid NATS server list")]
+    Servers(#[from] servers::ServersError),
     /// Credentials or an nkey seed could not be read.
     #[error("cannot read NATS credentials from {path}")]
     Credentials {
@@ -123,8 +129,8 @@ impl RuleVersionWatch {
     }
 }
 
-/// How to reach NATS.
-#[derive(Debug, Clone)]
+/// How to reach NATS. `Debug` shows neither the token nor a password in `url`.
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// The server URL(s), comma-separated: `nats://127.0.0.1:4222`.
     pub url: String,
@@ -138,6 +144,22 @@ pub struct ConnectOptions {
     pub name: String,
     /// How long a JetStream API request may take.
     pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &mesh_runtime::config::redacted_url(&self.url))
+            .field("credentials_file", &self.credentials_file)
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| mesh_runtime::config::REDACTED),
+            )
+            .field("name", &self.name)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl Default for ConnectOptions {
@@ -165,7 +187,12 @@ impl Bus {
     /// Connects to NATS. The client reconnects forever in the background, and the first
     /// connection is retried too, so a service can start (and report not-ready) while NATS is
     /// down.
+    ///
+    /// `options.url` may list several servers, comma-separated, and carry credentials in its
+    /// user-info; they are sent as authentication options and kept out of the addresses the
+    /// client logs ([`servers`]).
     pub async fn connect(options: &ConnectOptions) -> Result<Self, BusError> {
+        let servers = servers::parse(&options.url)?;
         let mut connect = async_nats::ConnectOptions::new()
             .name(&options.name)
             .retry_on_initial_connect()
@@ -188,11 +215,18 @@ impl Bus {
             })?;
             connect = connect.nkey(seed.trim().to_owned());
         }
+        match servers.auth {
+            Some(servers::UrlAuth::UserPassword(user, password)) => {
+                connect = connect.user_and_password(user, password);
+            }
+            Some(servers::UrlAuth::Token(token)) => connect = connect.token(token),
+            None => {}
+        }
         if let Some(token) = &options.token {
             connect = connect.token(token.clone());
         }
         let client = connect
-            .connect(options.url.as_str())
+            .connect(servers.urls)
             .await
             .map_err(BusError::Connect)?;
         Ok(Self::from_client(client))

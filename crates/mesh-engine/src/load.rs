@@ -1108,12 +1108,19 @@ fn read_connector(
     let object_type_attribute = optional_attribute(ctx, &fields, "objectTypeAttribute", what);
     let authoritative = fields.boolean(ctx, "authoritative").unwrap_or(false);
     let inactive_when = script(ctx, &fields, "inactiveWhen", true, false, what);
-    let settings = fields
+    let settings: BTreeMap<String, Node> = fields
         .entries
         .iter()
         .filter(|(k, _)| !KNOWN.contains(&k.name.as_str()))
         .map(|(k, v)| (k.name.clone(), v.clone()))
         .collect();
+    for (key, value) in fields
+        .entries
+        .iter()
+        .filter(|(k, _)| settings.contains_key(&k.name))
+    {
+        inline_secret(ctx, key, value);
+    }
     Some(Connector {
         name: name?,
         kind: kind?,
@@ -1125,6 +1132,66 @@ fn read_connector(
         settings,
         origin,
     })
+}
+
+/// Refuses a secret written into a connector's settings: rule sets are stored, listed, diffed
+/// and shown by `meshctl rules`, so a secret there is a secret everywhere. Secrets go in
+/// environment variables that settings ending in `Env` name (docs/provisioning.md). A setting
+/// named like a secret, or a URL carrying a password, is an error; the message never quotes
+/// the value.
+fn inline_secret(ctx: &mut Ctx<'_>, key: &Key, value: &Node) {
+    const SECRET_NAMES: &[&str] = &["password", "passwd", "secret", "token", "apikey"];
+    let name = key.name.to_ascii_lowercase();
+    if SECRET_NAMES.iter().any(|s| name.ends_with(s)) {
+        ctx.error(
+            key.position,
+            "inline-secret",
+            format!(
+                "`{}` would put a secret in the rules, which are stored and shown; put it in an \
+                 environment variable and name that with the setting ending in `Env` \
+                 (`tokenEnv`, `passwordEnv`)",
+                key.name
+            ),
+        );
+    } else if let NodeKind::String(text) = &value.kind
+        && url_carries_secret(text)
+    {
+        ctx.error(
+            value.position,
+            "inline-secret",
+            format!(
+                "`{}` carries a password, which the rules would store and show; put the \
+                 password in an environment variable named by `passwordEnv` (or the whole URL \
+                 in one named by `{}Env`)",
+                key.name, key.name
+            ),
+        );
+    }
+}
+
+/// Whether `text`, read as a URL, has a password in its user-info or a query parameter named
+/// like one (`?password=`, `?sslpassword=`, `?token=`).
+fn url_carries_secret(text: &str) -> bool {
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, _) = rest.split_at(authority_end);
+    let password_in_userinfo = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .is_some_and(|(_, password)| !password.is_empty());
+    let secret_parameter = rest.split_once('?').is_some_and(|(_, query)| {
+        query.split(['&', '#']).any(|param| {
+            let name = param
+                .split('=')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            ["pass", "token", "secret"].iter().any(|s| name.contains(s))
+        })
+    });
+    password_in_userinfo || secret_parameter
 }
 
 fn read_join(
@@ -1392,6 +1459,47 @@ spec: { type: postgres-target, objectTypes: [User] }
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn secrets_in_connector_settings_are_refused_without_quoting_them() {
+        let rules = r#"
+kind: Connector
+metadata: { name: expense }
+spec: { type: scim-target, objectTypes: [User], url: 'https://x.example.com/scim/v2',
+        token: hunter2 }
+---
+kind: Connector
+metadata: { name: directory }
+spec: { type: ldap-target, objectTypes: [User], url: 'ldap://ldap:389', bindPassword: hunter3 }
+---
+kind: Connector
+metadata: { name: payroll }
+spec: { type: postgres-target, objectTypes: [User], dsn: 'postgres://app:hunter4@db/app' }
+---
+kind: Connector
+metadata: { name: payroll-2 }
+spec: { type: postgres-target, objectTypes: [User], dsn: 'postgres://db/app?sslpassword=hunter5' }
+"#;
+        let found = problems(rules);
+        assert_eq!(found.len(), 4, "{found:#?}");
+        for problem in &found {
+            assert!(problem.contains("error[inline-secret]"), "{problem}");
+            assert!(!problem.contains("hunter"), "{problem}");
+        }
+        // Settings that name a variable, and URLs without a password, are what belongs here.
+        let rules = r#"
+kind: Connector
+metadata: { name: expense }
+spec: { type: scim-target, objectTypes: [User], url: 'https://x.example.com/scim/v2?a=b',
+        tokenEnv: EXPENSE_TOKEN, tokenUrl: 'https://idp/token' }
+---
+kind: Connector
+metadata: { name: payroll }
+spec: { type: postgres-target, objectTypes: [User], dsn: 'postgres://app@db/app',
+        passwordEnv: PAYROLL_PASSWORD, dsnEnv: PAYROLL_DSN }
+"#;
+        assert_eq!(problems(rules), Vec::<String>::new());
     }
 
     #[test]

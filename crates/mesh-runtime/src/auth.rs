@@ -18,11 +18,19 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
 
 /// Returns true when the SHA-256 of `token` is one of `digests`.
 pub fn token_matches(token: &str, digests: &[[u8; 32]]) -> bool {
+    matching_digest(token, digests).is_some()
+}
+
+/// Returns the configured digest `token` matches, if any: what identifies a caller (a rate
+/// limit's key, say) without keeping the token. Every digest is compared, as in
+/// [`token_matches`].
+pub fn matching_digest(token: &str, digests: &[[u8; 32]]) -> Option<[u8; 32]> {
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    digests.iter().fold(false, |found, d| {
+    let found = digests.iter().fold(false, |found, d| {
         let diff = d.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         found | (diff == 0)
-    })
+    });
+    found.then_some(digest)
 }
 
 /// Reads hex SHA-256 digests from the setting named `setting` (`risk.token_sha256`);
@@ -105,6 +113,8 @@ mod tests {
         assert!(token_matches("secret", &digests));
         assert!(!token_matches("secre", &digests));
         assert!(!token_matches("secret", &[]));
+        assert_eq!(matching_digest("other", &digests), Some(digests[1]));
+        assert_eq!(matching_digest("none", &digests), None);
     }
 
     #[test]

@@ -17,12 +17,24 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// The user and password the server requires, if any.
+    user: Option<(String, String)>,
 }
 
 impl NatsServer {
     /// Starts a nats-server on a free loopback port with a new temporary store and waits until
     /// JetStream answers.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_as(None).await
+    }
+
+    /// Like [`NatsServer::start`], for a server that accepts only `user` with `password`.
+    /// [`NatsServer::url`] stays without credentials; [`NatsServer::connect`] sends them.
+    pub async fn start_with_user(user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::start_as(Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_as(user: Option<(String, String)>) -> anyhow::Result<Self> {
         let binary = find_binary()?;
         let store = tempfile::Builder::new().prefix("mesh-nats-").tempdir()?;
         let port = crate::free_port()?;
@@ -31,6 +43,7 @@ impl NatsServer {
             port,
             store,
             child: None,
+            user,
         };
         server.spawn().await?;
         Ok(server)
@@ -67,20 +80,34 @@ impl NatsServer {
 
     /// Connects a client with the retry policy the services use (reconnect forever).
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
-        async_nats::ConnectOptions::new()
+        self.options()
             .retry_on_initial_connect()
             .connect(self.url())
             .await
             .with_context(|| format!("connecting to {}", self.url()))
     }
 
+    fn options(&self) -> async_nats::ConnectOptions {
+        match &self.user {
+            Some((user, password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+            }
+            None => async_nats::ConnectOptions::new(),
+        }
+    }
+
     async fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::File::create(self.store.path().join("server.log"))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
-            .arg(self.store.path())
+            .arg(self.store.path());
+        if let Some((user, password)) = &self.user {
+            command.args(["--user", user, "--pass", password]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -100,7 +127,7 @@ impl NatsServer {
                     .unwrap_or_default();
                 bail!("nats-server exited with {status} during start:\n{log}");
             }
-            if let Ok(client) = async_nats::connect(self.url()).await {
+            if let Ok(client) = self.options().connect(self.url()).await {
                 let js = async_nats::jetstream::new(client);
                 if js.query_account().await.is_ok() {
                     return Ok(());

@@ -141,6 +141,8 @@ async fn main() {
 listen = "127.0.0.1:0"
 relay_batch = 5000
 relay_interval = "100ms"
+# The harness measures the agent, not its per-token limit.
+rate_limit_per_second = 0
 [[connector_agent.scim]]
 connector = "bench"
 token_sha256 = ["{}"]

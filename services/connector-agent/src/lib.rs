@@ -8,6 +8,8 @@
 //! - [`hr`]: HR feeds: streaming CSV/JSON/NDJSON parsing with column mapping, a full-extract
 //!   diff (joiners, movers, leavers) with a leaver safety threshold, a drop-directory watcher
 //!   and an upload endpoint for `meshctl import`.
+//! - [`rate_limit`]: a token bucket per bearer token (keyed by its configured digest) in
+//!   front of SCIM and uploads; over it, 429 with `Retry-After`.
 //! - [`outbox`]: every accepted change is written to `connector_outbox` in the transaction
 //!   that makes it durable; the relay publishes it afterwards with a deterministic
 //!   `Nats-Msg-Id` ([`events`]). Nothing is published before it is durable, and nothing
@@ -25,6 +27,7 @@
 pub mod events;
 pub mod hr;
 pub mod outbox;
+pub mod rate_limit;
 pub mod scim;
 pub mod settings;
 
@@ -87,6 +90,11 @@ impl Agent {
         metrics: &MetricsRegistry,
     ) -> Result<Self, AgentError> {
         let settings = settings::Settings::parse(config)?;
+        let rate_limit = rate_limit::TokenRateLimit::new(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+            metrics,
+        );
         let relay = Relay::new(
             pool.clone(),
             bus.publisher(),
@@ -101,6 +109,7 @@ impl Agent {
             config.max_results,
             config.max_body_bytes,
             relay.handle(),
+            rate_limit.clone(),
             metrics,
         );
         let importer = Arc::new(hr::Importer::new(pool, relay.handle(), metrics));
@@ -108,6 +117,7 @@ impl Agent {
             importer.clone(),
             settings.hr.clone(),
             settings.import_token_hashes.clone(),
+            rate_limit,
             config.spool_dir.clone(),
         );
         let router = scim::router(scim_state)

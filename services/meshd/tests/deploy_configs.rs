@@ -521,6 +521,14 @@ fn chart_values_match_the_schema() {
         ("config", json!({"bus": {"ack_wait": "thirty seconds"}})),
         ("config", json!({"postgres": {"url": "mysql://db/x"}})),
         ("config", json!({"admin": {"listen": "0.0.0.0:1"}})),
+        (
+            "config",
+            json!({"connector_agent": {"rate_limit_per_second": -1}}),
+        ),
+        (
+            "config",
+            json!({"connector_agent": {"rate_limit_burst": 0}}),
+        ),
         // The chart owns risk.listen (services.risk.port); meshd refuses what follows.
         ("config", json!({"risk": {"listen": "0.0.0.0:1"}})),
         ("config", json!({"risk": {"audit_allow_sample": 2}})),

@@ -9,30 +9,22 @@
 
 #[path = "support/mesh.rs"]
 mod mesh;
+#[path = "support/otlp.rs"]
+mod otlp;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mesh::Mesh;
-use mesh_testkit::{TestDatabase, assert_eventually};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::AnyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use mesh_testkit::assert_eventually;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use otlp::{Collector, Exported, attribute};
 use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
-use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -75,118 +67,6 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID: &str = "00f067aa0ba902b7";
 
 const SCIM_TOKEN: &str = "tracing-test-token-0123456789";
-
-fn rules(payroll: &str) -> String {
-    format!(
-        r#"
-kind: Connector
-metadata: {{ name: okta }}
-spec: {{ type: scim-inbound, objectTypes: [User], externalIdAttribute: id }}
----
-kind: Connector
-metadata: {{ name: payroll }}
-spec: {{ type: postgres-target, objectTypes: [User], dsn: '{payroll}', keyColumn: user_name }}
----
-kind: JoinRule
-metadata: {{ name: okta-by-user-name }}
-spec: {{ connector: okta, sourceAttribute: userName, targetAttribute: UserName,
-        isAnchor: true, priority: 1 }}
----
-kind: FlowRule
-metadata: {{ name: okta-user-name }}
-spec: {{ connector: okta, direction: inbound, sourceAttribute: userName,
-        targetAttribute: UserName, confidence: 90 }}
----
-kind: FlowRule
-metadata: {{ name: okta-display-name }}
-spec: {{ connector: okta, direction: inbound, sourceAttribute: displayName,
-        targetAttribute: DisplayName, confidence: 90 }}
----
-kind: ProjectionRule
-metadata: {{ name: users-to-payroll }}
-spec: {{ targetConnector: payroll, objectType: User, container: public.accounts,
-        deprovision: delete }}
----
-kind: FlowRule
-metadata: {{ name: payroll-user-name }}
-spec: {{ connector: payroll, direction: outbound, sourceAttribute: UserName,
-        targetAttribute: user_name }}
----
-kind: FlowRule
-metadata: {{ name: payroll-display-name }}
-spec: {{ connector: payroll, direction: outbound, sourceAttribute: DisplayName,
-        targetAttribute: display_name }}
-"#
-    )
-}
-
-/// A span as the collector received it, with the `service.name` of its resource.
-#[derive(Debug, Clone)]
-struct Exported {
-    service: String,
-    span: Span,
-}
-
-/// The OTLP trace collector: keeps every span it is sent.
-#[derive(Debug, Clone, Default)]
-struct Collector(Arc<Mutex<Vec<Exported>>>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let mut received = self.0.lock().unwrap();
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| text(kv.value.as_ref()))
-                .unwrap_or_default();
-            for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
-                received.push(Exported {
-                    service: service.clone(),
-                    span,
-                });
-            }
-        }
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-/// Starts the collector on a port of its own.
-async fn start_collector() -> (Collector, SocketAddr) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let collector = Collector::default();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    (collector, addr)
-}
-
-fn text(value: Option<&AnyValue>) -> Option<String> {
-    match value?.value.as_ref()? {
-        Value::StringValue(s) => Some(s.clone()),
-        Value::IntValue(i) => Some(i.to_string()),
-        Value::BoolValue(b) => Some(b.to_string()),
-        other => Some(format!("{other:?}")),
-    }
-}
-
-fn attribute(span: &Span, key: &str) -> Option<String> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| text(kv.value.as_ref()))
-}
 
 /// The address the connector agent bound (its `listen` is port 0), from its JSON log: a port
 /// chosen beforehand could be taken by then, by one of the other processes' admin servers.
@@ -359,17 +239,9 @@ fn assert_messaging(span: &Exported, kind: SpanKind, operation: &str, subject: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_scim_change_is_one_trace_through_all_five_services() {
-    let payroll = TestDatabase::create().await.unwrap();
-    let payroll_pool = payroll.pool().await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE public.accounts (user_name text PRIMARY KEY, display_name text, \
-         active boolean NOT NULL DEFAULT true)",
-    )
-    .execute(&payroll_pool)
-    .await
-    .unwrap();
-    let mesh = Mesh::start_with_text(&rules(payroll.url())).await;
-    let (collector, collector_addr) = start_collector().await;
+    let (payroll, payroll_pool) = mesh::payroll_database().await;
+    let mesh = Mesh::start_with_text(&mesh::okta_to_payroll_rules(payroll.url(), "")).await;
+    let (collector, collector_addr) = Collector::start().await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("meshd.toml");
@@ -465,7 +337,7 @@ token_sha256 = ["{token}"]
     );
     // SIGTERM flushes each process's spans before it exits.
     daemons.terminate().await;
-    let spans = collector.0.lock().unwrap().clone();
+    let spans = collector.spans();
 
     let trace_id = unhex(TRACE_ID);
     let trace = Trace::new(&spans, &trace_id);

@@ -371,13 +371,21 @@ async fn a_down_database_is_a_retryable_failure() {
 
 #[test]
 fn secrets_are_never_inline() {
+    // The rule loader refuses a DSN with a password before any agent sees it.
     let spec = "  type: postgres-target\n  dsn: postgres://payroll:hunter2@db/payroll\n  keyColumn: employee_id\n";
-    let error = provisioning_agent::Targets::from_rules_with_env(
-        &common::rules(&target_yaml(TARGET, spec, TABLE)),
-        &|_| None,
-    )
+    let error = mesh_engine::load(&[mesh_engine::SourceFile::new(
+        "test.yaml",
+        target_yaml(TARGET, spec, TABLE),
+    )])
     .unwrap_err();
-    assert!(error.to_string().contains("passwordEnv"), "{error}");
+    assert!(
+        error
+            .problems
+            .iter()
+            .any(|p| p.code == "inline-secret" && p.message.contains("passwordEnv")),
+        "{error:?}"
+    );
+    assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
     let spec = "  type: postgres-target\n  dsn: postgres://payroll@db/payroll\n  keyColumn: employee_id\n  passwordEnv: MESH_PAYROLL_PASSWORD\n";
     let error = provisioning_agent::Targets::from_rules_with_env(
         &common::rules(&target_yaml(TARGET, spec, TABLE)),

@@ -39,6 +39,12 @@ pub struct ConnectorAgentConfig {
     pub spool_dir: Option<PathBuf>,
     /// SHA-256 (hex) of the bearer tokens allowed to upload HR extracts (`meshctl import`).
     pub import_token_sha256: Vec<String>,
+    /// Requests per second one bearer token may make, SCIM and HR uploads together, before
+    /// it is answered 429; 0 turns the limit off. Counted per agent process. Default 1000.
+    pub rate_limit_per_second: u32,
+    /// Requests one token may make at once above its steady rate (the token bucket's size).
+    /// At least 1 while the limit is on. Default 2000.
+    pub rate_limit_burst: u32,
     /// Inbound SCIM connectors, one endpoint each.
     pub scim: Vec<ScimEndpointConfig>,
     /// HR feed connectors.
@@ -56,6 +62,8 @@ impl Default for ConnectorAgentConfig {
             relay_batch: 1000,
             spool_dir: None,
             import_token_sha256: Vec::new(),
+            rate_limit_per_second: 1000,
+            rate_limit_burst: 2000,
             scim: Vec::new(),
             hr: Vec::new(),
         }
@@ -148,6 +156,13 @@ impl ConnectorAgentConfig {
             problems.push((
                 "connector_agent.import_token_sha256".to_owned(),
                 "each entry must be 64 hex digits (a SHA-256)".to_owned(),
+            ));
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            problems.push((
+                "connector_agent.rate_limit_burst".to_owned(),
+                "must be at least 1 while rate_limit_per_second is set (0 turns the limit off)"
+                    .to_owned(),
             ));
         }
         for (i, scim) in self.scim.iter().enumerate() {

@@ -86,38 +86,56 @@ const SECRET_PARAMS: &[&str] = &["pass", "token", "secret", "nkey", "seed", "aut
 /// Returns `url` with every credential replaced by `***`, safe to log.
 ///
 /// - the password of the user-info (`postgres://user:***@host`), keeping the user name;
-/// - for NATS schemes (`nats`, `tls`, `ws`, `wss`), a user-info without a colon, which NATS
-///   reads as a token (`nats://***@host`);
+/// - for NATS schemes (`nats`, `tls`, `ws`, `wss`) and URLs without a scheme, a user-info
+///   without a colon, which NATS reads as a token (`nats://***@host`);
 /// - the values of query parameters whose name contains `pass`, `token`, `secret`, `nkey`,
 ///   `seed` or `auth` (`?sslpassword=***`).
 ///
-/// Works on anything shaped like a URL without parsing it strictly, so that a malformed URL in
-/// an error message is still redacted.
+/// Each entry of a comma-separated list (`nats://a:4222,nats://u:p@b:4222`, as `nats.url`
+/// allows) is redacted. Works on anything shaped like a URL without parsing it strictly, so
+/// that a malformed URL in an error message is still redacted.
 pub fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return redact_query(url);
+    // A comma may also sit inside a query value, so the query is redacted on the whole text
+    // and the user-info of each entry after.
+    let (head, tail) = match url.find('?') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let redacted = format!("{head}{}", redact_query(tail));
+    redacted
+        .split(',')
+        .map(redact_userinfo)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Redacts the user-info of one URL (the part of its authority before the last `@`).
+fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
     };
     // The authority ends at the first '/', '?' or '#'.
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let userinfo = match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{user}:{REDACTED}"),
-                None if is_nats_scheme(scheme) => REDACTED.to_owned(),
-                None => userinfo.to_owned(),
-            };
-            format!("{userinfo}@{host}")
-        }
-        None => authority.to_owned(),
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
     };
-    format!("{scheme}://{authority}{}", redact_query(tail))
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:{REDACTED}"),
+        None if scheme.is_none_or(is_nats_scheme) => REDACTED.to_owned(),
+        None => userinfo.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{userinfo}@{host}{tail}"),
+        None => format!("{userinfo}@{host}{tail}"),
+    }
 }
 
 fn is_nats_scheme(scheme: &str) -> bool {
     ["nats", "tls", "ws", "wss"]
         .iter()
-        .any(|s| s.eq_ignore_ascii_case(scheme))
+        .any(|s| s.eq_ignore_ascii_case(scheme.trim()))
 }
 
 fn redact_query(tail: &str) -> String {
@@ -183,6 +201,23 @@ mod tests {
             "nats://***@nats:4222"
         );
         assert_eq!(redacted_url("tls://u:p@nats:4222"), "tls://u:***@nats:4222");
+    }
+
+    #[test]
+    fn redacts_every_entry_of_a_server_list() {
+        assert_eq!(
+            redacted_url("nats://a:4222, nats://u:hunter2@b:4222,tok3n@c:4222,tls://d:1"),
+            "nats://a:4222, nats://u:***@b:4222,***@c:4222,tls://d:1"
+        );
+        assert_eq!(
+            redacted_url("postgres://u:hunter2@h1:5432,h2:5432/db"),
+            "postgres://u:***@h1:5432,h2:5432/db"
+        );
+        // A comma inside a query value does not hide the parameters after it.
+        assert_eq!(
+            redacted_url("postgres://h/db?options=a,b&password=hunter2"),
+            "postgres://h/db?options=a,b&password=***"
+        );
     }
 
     #[test]

@@ -268,3 +268,25 @@ fn env_var_names() {
     assert_eq!(env_var_for("bus.batch_size"), "MESH_BUS__BATCH_SIZE");
     assert_eq!(env_var_for("nats.url"), "MESH_NATS__URL");
 }
+
+#[test]
+fn connector_agent_rate_limit_defaults_off_switch_and_burst_check() {
+    Jail::expect_with(|jail| {
+        let config = MeshConfig::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.connector_agent.rate_limit_per_second, 1000);
+        assert_eq!(config.connector_agent.rate_limit_burst, 2000);
+
+        jail.set_env("MESH_CONNECTOR_AGENT__RATE_LIMIT_PER_SECOND", "0");
+        jail.set_env("MESH_CONNECTOR_AGENT__RATE_LIMIT_BURST", "0");
+        let config = MeshConfig::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.connector_agent.rate_limit_per_second, 0);
+
+        jail.set_env("MESH_CONNECTOR_AGENT__RATE_LIMIT_PER_SECOND", "5");
+        let msg = load_err(None).to_string();
+        assert!(
+            msg.contains("\"connector_agent.rate_limit_burst\""),
+            "{msg}"
+        );
+        Ok(())
+    });
+}

@@ -150,6 +150,13 @@ pub const CONNECTOR_HR_RECORDS: MetricDef = MetricDef::counter(
     "HR extract records processed, by connector and outcome.",
 );
 
+/// Requests the connector agent refused (429) because their bearer token was over its rate
+/// limit (`connector_agent.rate_limit_per_second`), by connector (SCIM endpoint or HR feed).
+pub const CONNECTOR_RATE_LIMITED: MetricDef = MetricDef::counter(
+    "mesh_connector_rate_limited",
+    "Requests refused with 429 because their bearer token exceeded its rate limit, by connector.",
+);
+
 /// Events through a pipeline stage, by stage and direction: `in` (handled), `out`
 /// (published), `duplicate` (already processed: inbox), `stale` (overtaken by a newer change).
 pub const STAGE_EVENTS: MetricDef = MetricDef::counter(
@@ -239,6 +246,7 @@ pub const ALL: &[MetricDef] = &[
     CONNECTOR_OUTBOX_PUBLISHED,
     CONNECTOR_OUTBOX_PENDING,
     CONNECTOR_HR_RECORDS,
+    CONNECTOR_RATE_LIMITED,
     STAGE_EVENTS,
     STAGE_OUTCOMES,
     STAGE_TRANSFORM_ERRORS,

@@ -3,7 +3,8 @@
 //! The body streams to a spool file (memory stays flat for any size), then the import runs
 //! and the answer is its [`ImportReport`](super::ImportReport) as JSON: `status` is `applied`
 //! or `held`. `?confirmLeavers=true` lifts the leaver threshold. The caller authenticates
-//! with a bearer token whose SHA-256 is in `connector_agent.import_token_sha256`.
+//! with a bearer token whose SHA-256 is in `connector_agent.import_token_sha256`; each token
+//! has the rate limit of the SCIM endpoints ([`crate::rate_limit`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::{ImportError, Importer};
 use crate::outbox::error_chain;
-use crate::scim::bearer_matches;
+use crate::rate_limit::TokenRateLimit;
+use crate::scim::bearer_digest;
 use crate::scim::error::ScimError;
 use crate::settings::HrFeed;
 
@@ -29,21 +31,24 @@ pub struct UploadState {
     importer: Arc<Importer>,
     feeds: Arc<Vec<HrFeed>>,
     tokens: Arc<Vec<[u8; 32]>>,
+    rate_limit: TokenRateLimit,
     spool: Option<PathBuf>,
 }
 
 impl UploadState {
-    /// Builds the state.
+    /// Builds the state; `rate_limit` is shared with the SCIM endpoints.
     pub fn new(
         importer: Arc<Importer>,
         feeds: Vec<HrFeed>,
         tokens: Vec<[u8; 32]>,
+        rate_limit: TokenRateLimit,
         spool: Option<PathBuf>,
     ) -> Self {
         Self {
             importer,
             feeds: Arc::new(feeds),
             tokens: Arc::new(tokens),
+            rate_limit,
             spool,
         }
     }
@@ -85,12 +90,12 @@ async fn run(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ScimError> {
-    if st.tokens.is_empty() || !bearer_matches(&headers, &st.tokens) {
+    let Some(digest) = bearer_digest(&headers, &st.tokens) else {
         return Err(ScimError::status(
             StatusCode::UNAUTHORIZED,
             "a valid import bearer token is required",
         ));
-    }
+    };
     let Query(query) = query.map_err(|e| ScimError::syntax(format!("bad query: {e}")))?;
     let feed = st
         .feeds
@@ -98,6 +103,8 @@ async fn run(
         .find(|f| f.connector.as_str() == connector)
         .ok_or_else(|| ScimError::not_found(format!("no HR feed {connector:?}")))?
         .clone();
+    // After the feed lookup, so the metric's connector label only takes configured names.
+    st.rate_limit.check(&digest, feed.connector.as_str())?;
     let unavailable = |e: &dyn std::error::Error| {
         tracing::error!(error = %error_chain(e), "spooling an upload failed");
         ScimError::status(StatusCode::SERVICE_UNAVAILABLE, "cannot spool the upload")

@@ -3,7 +3,10 @@
 //! Every failure a SCIM client can see is a [`ScimError`]: an HTTP status, an optional
 //! `scimType`, and a detail for people. Bad input always maps to a 4xx with the scimType the
 //! RFC names for it; only a store that fails for reasons of its own answers 5xx (503 when
-//! retrying may help).
+//! retrying may help). A token over its rate limit gets 429 (RFC 6585) in the same body shape,
+//! with `Retry-After`.
+
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +71,9 @@ pub struct ScimError {
     pub scim_type: Option<ScimType>,
     /// What went wrong, for people.
     pub detail: String,
+    /// Seconds the client should wait before retrying (`Retry-After`); a 503 without one
+    /// says 1.
+    pub retry_after: Option<u64>,
 }
 
 impl ScimError {
@@ -77,6 +83,7 @@ impl ScimError {
             status: StatusCode::BAD_REQUEST,
             scim_type: Some(scim_type),
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -116,6 +123,7 @@ impl ScimError {
             status: StatusCode::CONFLICT,
             scim_type: Some(ScimType::Uniqueness),
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -125,6 +133,17 @@ impl ScimError {
             status,
             scim_type: None,
             detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 for a client over its rate limit, to retry after `retry_after` (rounded up to
+    /// whole seconds, at least 1, as `Retry-After` counts).
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: Duration) -> Self {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::status(StatusCode::TOO_MANY_REQUESTS, detail)
         }
     }
 
@@ -167,8 +186,11 @@ impl IntoResponse for ScimError {
                 HeaderValue::from_static("Bearer realm=\"scim\""),
             );
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = self
+            .retry_after
+            .or((self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -4,6 +4,7 @@
 //! - [`schema`]: the implemented schemas and resource types, served by `/Schemas`,
 //!   `/ResourceTypes` and `/ServiceProviderConfig`.
 //! - [`filter`]: the filter grammar and PATCH paths. [`patch`]: PATCH operations.
+//! - [`json`]: request bodies, parsed so that a member named twice is an error.
 //! - [`resource`]: validation, rendering, projection and flattening to change events.
 //! - [`store`]: PostgreSQL rows plus the outbox, in one transaction per write.
 //!
@@ -15,6 +16,7 @@
 
 pub mod error;
 pub mod filter;
+pub mod json;
 pub mod patch;
 pub mod resource;
 pub mod schema;
@@ -27,10 +29,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use chrono::Utc;
 use mesh_model::{ChangeOperation, ConnectorId};
 use mesh_runtime::metrics::{MetricsRegistry, names};
@@ -46,6 +48,7 @@ use self::schema::{LIST_RESPONSE, RESOURCE_TYPES, ResourceType, SCHEMAS, SEARCH_
 use self::store::{Narrow, Row, ScimStore, WriteError};
 use crate::events::{OutboxRow, change_event};
 use crate::outbox::{RelayHandle, error_chain};
+use crate::rate_limit::TokenRateLimit;
 
 /// Most resources a list may have to examine; beyond it the client must narrow the filter
 /// (400 tooMany) rather than make the server read them all.
@@ -77,11 +80,13 @@ struct Inner {
     max_results: usize,
     max_body: usize,
     relay: RelayHandle,
+    rate_limit: TokenRateLimit,
     requests: Family<Vec<(String, String)>, Counter>,
 }
 
 impl ScimState {
-    /// Builds the state.
+    /// Builds the state; `rate_limit` is shared with the HR upload endpoint.
+    #[allow(clippy::too_many_arguments)] // one per setting of the section
     pub fn new(
         store: ScimStore,
         endpoints: Vec<Endpoint>,
@@ -89,6 +94,7 @@ impl ScimState {
         max_results: usize,
         max_body: usize,
         relay: RelayHandle,
+        rate_limit: TokenRateLimit,
         metrics: &MetricsRegistry,
     ) -> Self {
         let requests = metrics.register(&names::CONNECTOR_SCIM_REQUESTS, Family::default());
@@ -103,6 +109,7 @@ impl ScimState {
                 max_results: max_results.max(1),
                 max_body,
                 relay,
+                rate_limit,
                 requests,
             }),
         }
@@ -110,13 +117,13 @@ impl ScimState {
 }
 
 /// Checks `Authorization: Bearer <token>` against a list of token digests
-/// ([`mesh_runtime::auth`]).
-pub fn bearer_matches(headers: &HeaderMap, hashes: &[[u8; 32]]) -> bool {
+/// ([`mesh_runtime::auth`]) and returns the digest it matched.
+pub fn bearer_digest(headers: &HeaderMap, hashes: &[[u8; 32]]) -> Option<[u8; 32]> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(mesh_runtime::auth::bearer_token)
-        .is_some_and(|token| mesh_runtime::auth::token_matches(token, hashes))
+        .and_then(|token| mesh_runtime::auth::matching_digest(token, hashes))
 }
 
 struct Ctx {
@@ -138,9 +145,10 @@ impl ScimState {
             .endpoints
             .get(connector)
             .ok_or_else(unauthorized)?;
-        if !bearer_matches(headers, &endpoint.token_hashes) {
-            return Err(unauthorized());
-        }
+        let digest = bearer_digest(headers, &endpoint.token_hashes).ok_or_else(unauthorized)?;
+        self.inner
+            .rate_limit
+            .check(&digest, endpoint.connector.as_str())?;
         let root = match &self.inner.public_url {
             Some(url) => url.clone(),
             None => {
@@ -192,6 +200,8 @@ pub fn router(state: ScimState) -> Router {
             get(resource_type_by_name),
         )
         .route("/scim/v2/{connector}/.search", post(root_search))
+        .route("/scim/v2/{connector}/Bulk", any(unsupported))
+        .route("/scim/v2/{connector}/Me", any(unsupported))
         .route("/scim/v2/{connector}/{resource}", get(list).post(create))
         .route("/scim/v2/{connector}/{resource}/.search", post(search))
         .route(
@@ -223,6 +233,7 @@ pub async fn scim_error_bodies(response: Response) -> Response {
             status,
             scim_type,
             detail,
+            retry_after: None,
         }
         .into_response();
     }
@@ -249,7 +260,8 @@ fn finish(state: &ScimState, method: Method, result: Result<Response, ScimError>
     let response = match result {
         Ok(r) => r,
         Err(e) => {
-            if e.status.is_server_error() {
+            // 501 is an answer about the protocol, not a failure of the server.
+            if e.status.is_server_error() && e.status != StatusCode::NOT_IMPLEMENTED {
                 tracing::error!(status = e.status.as_u16(), detail = %e.detail, "scim request failed");
             }
             e.into_response()
@@ -300,8 +312,7 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Json, ScimError> {
     if body.is_empty() {
         return Err(ScimError::syntax("the request has no body"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ScimError::syntax(format!("the body is not valid JSON: {e}")))
+    json::parse(body).map_err(|e| ScimError::syntax(format!("the body is not valid JSON: {e}")))
 }
 
 fn etag_of(version: i64) -> String {
@@ -665,15 +676,19 @@ impl ScimState {
             let rows = self
                 .inner
                 .store
-                .list(ctx.connector.as_str(), rt.name, &narrow_for(expr.as_ref()))
+                .list(
+                    ctx.connector.as_str(),
+                    rt.name,
+                    &narrow_for(expr.as_ref()),
+                    MAX_SCAN + 1,
+                )
                 .await
                 .map_err(|e| store_error(&e))?;
             if rows.len() > MAX_SCAN {
                 return Err(ScimError::bad_request(
                     ScimType::TooMany,
                     format!(
-                        "{} {} resources would have to be examined; narrow the filter (for example userName eq ...)",
-                        rows.len(),
+                        "more than {MAX_SCAN} {} resources would have to be examined; narrow the filter (for example userName eq ...)",
                         rt.name
                     ),
                 ));
@@ -784,6 +799,31 @@ async fn service_provider_config(
         )
     });
     finish(&st, Method::GET, result)
+}
+
+/// Answers 501 for the optional features this server does not implement, once the caller has
+/// authenticated (so the answer reveals nothing to others):
+/// - Bulk (RFC 7644 §3.7): `ServiceProviderConfig` says `bulk.supported: false`, and a bulk
+///   request gets 501 (§3.12: "service provider does not support the request operation")
+///   rather than a 404 that would read as a wrong base URL;
+/// - `/Me` (§3.11): a bearer token here names an identity provider, not a User, so there is no
+///   authenticated subject to alias; §3.11 names 501 for a server without `/Me`.
+async fn unsupported(
+    State(st): State<ScimState>,
+    Path(connector): Path<String>,
+    route: MatchedPath,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let detail = if route.as_str().ends_with("/Bulk") {
+        "bulk operations are not supported (ServiceProviderConfig: bulk.supported is false)"
+    } else {
+        "/Me is not supported: the bearer token identifies a client, not a User"
+    };
+    let result = st
+        .authorize(&connector, &headers)
+        .and_then(|_| Err(ScimError::status(StatusCode::NOT_IMPLEMENTED, detail)));
+    finish(&st, method, result)
 }
 
 fn list_of(items: Vec<Json>) -> Json {

@@ -133,12 +133,14 @@ impl ScimStore {
         Ok(n)
     }
 
-    /// Lists resources of a type in creation order, narrowed by an index.
+    /// Lists resources of a type in creation order, narrowed by an index; at most `limit`, so
+    /// a caller that refuses more than N reads N + 1, never the whole table.
     pub async fn list(
         &self,
         connector: &str,
         rt: &str,
         narrow: &Narrow,
+        limit: usize,
     ) -> Result<Vec<Row>, sqlx::Error> {
         let (clause, value): (&str, Option<String>) = match narrow {
             Narrow::All => ("", None),
@@ -147,9 +149,10 @@ impl ScimStore {
             Narrow::Id(id) => (" AND id = $3::uuid", Some(id.to_string())),
             Narrow::Nothing => return Ok(Vec::new()),
         };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!(
             "SELECT {COLUMNS} FROM scim_resources WHERE connector = $1 AND resource_type = $2{clause} \
-             ORDER BY created_at, id"
+             ORDER BY created_at, id LIMIT {limit}"
         );
         let mut query = sqlx::query_as::<_, RowTuple>(sqlx::AssertSqlSafe(sql))
             .bind(connector)

@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token-0123456789";
 pub const IMPORT_TOKEN: &str = "import-token-0123456789";
+/// The bearer token of the `entra` endpoint.
+pub const OTHER_TOKEN: &str = "other-token";
 
 pub fn sha(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -35,10 +37,18 @@ pub struct Harness {
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<(), connector_agent::AgentError>>,
     pub dir: tempfile::TempDir,
+    pub metrics: MetricsRegistry,
 }
 
-/// Starts everything; `extra` is appended to the `[connector_agent]` TOML.
+/// Starts everything; `extra` is appended to the `[connector_agent]` TOML (after the SCIM
+/// endpoints, so it can add `[[connector_agent.hr]]` feeds).
 pub async fn start(extra: &str) -> Harness {
+    start_with("", extra).await
+}
+
+/// Like [`start`], with `settings` (keys of the `[connector_agent]` table itself, such as
+/// `rate_limit_per_second = 1`) written into that table.
+pub async fn start_with(settings: &str, extra: &str) -> Harness {
     let nats = NatsServer::start().await.unwrap();
     let db = TestDatabase::create().await.unwrap();
     let pool = db.pool().await.unwrap();
@@ -60,6 +70,7 @@ pub async fn start(extra: &str) -> Harness {
 listen = "127.0.0.1:0"
 relay_interval = "200ms"
 import_token_sha256 = ["{}"]
+{settings}
 
 [[connector_agent.scim]]
 connector = "okta"
@@ -72,18 +83,14 @@ token_sha256 = ["{}"]
 "#,
         sha(IMPORT_TOKEN),
         sha(TOKEN),
-        sha("other-token")
+        sha(OTHER_TOKEN)
     )
     .unwrap();
     let config = MeshConfig::load(Some(&path)).unwrap();
-    let agent = Agent::build(
-        &config.connector_agent,
-        &bus,
-        pool.clone(),
-        &MetricsRegistry::new(),
-    )
-    .await
-    .unwrap();
+    let metrics = MetricsRegistry::new();
+    let agent = Agent::build(&config.connector_agent, &bus, pool.clone(), &metrics)
+        .await
+        .unwrap();
     let addr = agent.local_addr();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(agent.run_until_stopped(shutdown.clone()));
@@ -96,6 +103,7 @@ token_sha256 = ["{}"]
         shutdown,
         task,
         dir,
+        metrics,
     }
 }
 
@@ -151,8 +159,20 @@ pub async fn scim(
     body: Option<&str>,
     extra_headers: &[(&str, &str)],
 ) -> Reply {
+    scim_as(addr, TOKEN, method, path, body, extra_headers).await
+}
+
+/// A SCIM request with bearer `token`.
+pub async fn scim_as(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra_headers: &[(&str, &str)],
+) -> Reply {
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: scim.test\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: scim.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n"
     );
     for (k, v) in extra_headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -170,6 +190,13 @@ pub async fn scim(
         None => request.push_str("\r\n"),
     }
     raw(addr, request.as_bytes()).await
+}
+
+/// Creates a resource with the test token; panics unless the answer is 201. Returns the body.
+pub async fn create(addr: SocketAddr, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let r = scim(addr, "POST", path, Some(&body.to_string()), &[]).await;
+    assert_eq!(r.status, 201, "POST {path}: {}", r.body);
+    r.json()
 }
 
 pub fn enc(s: &str) -> String {
