@@ -2,8 +2,8 @@
 //! identities come from HR and a directory through the pipeline; signals arrive over gRPC
 //! `ReportSignal` and MESH_SIGNALS; decisions are asked over gRPC `Decide`. Covers each
 //! reference policy of examples/rules/access.yaml, impossible travel, the sliding window,
-//! lifecycle from MeshObjectChanged, the risk level fed back into the mesh, and Redis stopped
-//! and started.
+//! lifecycle from MeshObjectChanged, the risk level fed back into the mesh, Redis stopped
+//! and started, and poison on the risk consumers' inputs dead-lettered.
 
 #[path = "support/mesh.rs"]
 mod mesh;
@@ -13,9 +13,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use mesh::Mesh;
 use mesh_bus::Outgoing;
+use mesh_bus::topology::{consumers, streams};
 use mesh_model::{
     AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
-    EventId, ExternalId, ObjectType, RiskSignal, Value,
+    DeadLetter, EventId, ExternalId, ObjectType, RiskSignal, Value,
 };
 use mesh_proto::WireEvent;
 use mesh_proto::v1;
@@ -678,4 +679,54 @@ async fn decisions_degrade_safely_while_redis_is_down_and_recover() {
 
     service.shut_down().await;
     mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_on_the_risk_services_inputs_is_dead_lettered_and_the_rest_goes_on() {
+    let mesh = pipeline(&rules()).await;
+    let redis = RedisPrefix::new();
+    let service = RiskService::start(&mesh, redis.url(), redis.prefix()).await;
+    let garbage = b"\xff\xfe not protobuf";
+    mesh.publish_raw("mesh.signal.sign-in", "poison-signal", garbage)
+        .await;
+    mesh.publish_raw("mesh.object.User", "poison-object", garbage)
+        .await;
+    // Behind the poison: a joiner reaches the risk state, a signal is counted.
+    mesh.publish(&[employee(1, "aturing", "Active")]).await;
+    mesh.wait_quiet(QUIET).await;
+    wait_for_identity(&service, "aturing", "active").await;
+    let mut client = service.client().await;
+    assert!(
+        !report(
+            &mut client,
+            sign_in("after-poison", "aturing", false, Utc::now(), None)
+        )
+        .await,
+        "a new signal is not a duplicate"
+    );
+
+    let mut stages: Vec<String> = Vec::new();
+    assert_eventually!(
+        Duration::from_secs(30),
+        {
+            stages = mesh
+                .read_stream(streams::DLQ)
+                .await
+                .into_iter()
+                .map(|(_, payload)| DeadLetter::from_wire(&payload).unwrap().stage)
+                .collect();
+            stages.sort();
+            stages.len() >= 3
+        },
+        "dead letters so far: {stages:?}"
+    );
+    assert_eq!(
+        stages,
+        [
+            consumers::CORRELATION_REJOIN,
+            consumers::RISK_LIFECYCLE,
+            consumers::RISK_SIGNALS
+        ]
+    );
+    service.shut_down().await;
 }
