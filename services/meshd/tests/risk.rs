@@ -705,21 +705,23 @@ async fn poison_on_the_risk_services_inputs_is_dead_lettered_and_the_rest_goes_o
         "a new signal is not a duplicate"
     );
 
-    let mut stages: Vec<String> = Vec::new();
+    let dead_letter_stages = || async {
+        let mut stages: Vec<String> = mesh
+            .read_stream(streams::DLQ)
+            .await
+            .into_iter()
+            .map(|(_, payload)| DeadLetter::from_wire(&payload).unwrap().stage)
+            .collect();
+        stages.sort();
+        stages
+    };
     assert_eventually!(
         Duration::from_secs(30),
-        {
-            stages = mesh
-                .read_stream(streams::DLQ)
-                .await
-                .into_iter()
-                .map(|(_, payload)| DeadLetter::from_wire(&payload).unwrap().stage)
-                .collect();
-            stages.sort();
-            stages.len() >= 3
-        },
-        "dead letters so far: {stages:?}"
+        dead_letter_stages().await.len() >= 3,
+        "dead letters so far: {:?}",
+        dead_letter_stages().await
     );
+    let stages = dead_letter_stages().await;
     assert_eq!(
         stages,
         [
