@@ -197,8 +197,9 @@ pub fn store_error(error: StoreError) -> HandlerError {
 /// JetStream's acknowledgements. The publisher first publishes the rows a previous process
 /// left (a crash between commit and publish), then each committed batch in commit order; it
 /// retries a failed publish until it succeeds (the queue is bounded, so a NATS outage stalls
-/// the stage rather than piling up memory), then deletes the rows. A batch waits until the
-/// leftovers are out ([`Outbox::flush`]), so outputs keep their order across restarts.
+/// the stage rather than piling up memory), then deletes the rows, retrying that too. A batch
+/// waits until the leftovers are out ([`Outbox::flush`]), so outputs keep their order across
+/// restarts.
 #[derive(Debug)]
 pub struct Outbox {
     stage: &'static str,
@@ -311,10 +312,15 @@ async fn publish_loop(
             delay.wait().await;
         }
         let ids: Vec<i64> = written.iter().flat_map(|w| w.ids.iter().copied()).collect();
-        if let Err(error) = outbox::delete(&pool, stage, &ids).await {
-            // Published but not deleted: the next process publishes them again under the same
-            // ids, which JetStream or the next stage's inbox drops.
-            tracing::warn!(stage, error = %error, "published outbox rows not deleted");
+        // Published, so the rows must go: retried until PostgreSQL answers (a stage cannot
+        // commit meanwhile anyway). Given up once, they stayed until the next start, and the
+        // outbox never looked drained (the chaos test caught it after a PostgreSQL crash). If
+        // this process dies first, the next one publishes them again under the same ids, which
+        // JetStream or the next stage's inbox drops.
+        let mut delay = Backoff::new();
+        while let Err(error) = outbox::delete(&pool, stage, &ids).await {
+            tracing::warn!(stage, error = %error, "deleting published outbox rows failed; retrying");
+            delay.wait().await;
         }
     }
 }
