@@ -232,16 +232,6 @@ async fn publish_retrying(bus: Bus, events: Vec<ChangeEvent>) {
     }
 }
 
-/// Waits until every stage has drained and every export command has ended, twice in a row
-/// (a confirmation can queue the next command of an object).
-async fn settle(mesh: &Mesh) {
-    for _ in 0..2 {
-        mesh.wait_quiet(SETTLE).await;
-        mesh.wait_exports_settled(SETTLE).await;
-    }
-    mesh.wait_quiet(SETTLE).await;
-}
-
 /// The pipeline without disruptions, its services in this process.
 async fn clean_run(changes: &[ChangeEvent]) -> (Outcome, Duration) {
     let (target_db, target) = target_database().await;
@@ -251,7 +241,7 @@ async fn clean_run(changes: &[ChangeEvent]) -> (Outcome, Duration) {
         mesh.run_in_process(service);
     }
     mesh.publish(changes).await;
-    settle(&mesh).await;
+    mesh.wait_settled(SETTLE).await;
     let elapsed = started.elapsed();
     let outcome = Outcome::read(&mesh, &target).await;
     mesh.stop().await;
@@ -309,7 +299,7 @@ async fn chaos_run(
         }
     }
     publishing.await.unwrap();
-    settle(&mesh).await;
+    mesh.wait_settled(SETTLE).await;
     for (service, status) in mesh.exited() {
         exits.push(format!("{service} exited with {status}"));
     }

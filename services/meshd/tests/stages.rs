@@ -105,13 +105,6 @@ async fn dead_letters(
         .entries
 }
 
-async fn settled(mesh: &Mesh) {
-    for _ in 0..2 {
-        mesh.wait_quiet(QUIET).await;
-        mesh.wait_exports_settled(QUIET).await;
-    }
-}
-
 /// Publishes every message stored in `stream` again as it was (subject, headers with the
 /// message id, payload); returns how many JetStream stored.
 async fn republish(mesh: &Mesh, stream: &str) -> usize {
@@ -153,7 +146,7 @@ async fn every_stage_ignores_repeats_after_the_dedup_window_and_dead_letters_poi
         .change_events(&synthetic::events(Sizes::for_events(400)))
         .unwrap();
     mesh.publish(&changes).await;
-    settled(&mesh).await;
+    mesh.wait_settled(QUIET).await;
     let before = effects(&mesh, &target).await;
     let (_, rows_before) = payroll::rows_digest(&target).await;
     assert!(before.exports > 0 && !before.target_writes.is_empty());
@@ -166,7 +159,7 @@ async fn every_stage_ignores_repeats_after_the_dedup_window_and_dead_letters_poi
             stored, total,
             "past the window JetStream stores every repeat in {stream} again"
         );
-        settled(&mesh).await;
+        mesh.wait_settled(QUIET).await;
     }
     assert_eq!(
         effects(&mesh, &target).await,
@@ -206,7 +199,7 @@ async fn every_stage_ignores_repeats_after_the_dedup_window_and_dead_letters_poi
             mesh_model::EventId::derive("stages-test", format!("more/{i}").as_bytes());
     }
     mesh.publish(&more).await;
-    settled(&mesh).await;
+    mesh.wait_settled(QUIET).await;
     let letters: Vec<(String, DeadLetter)> = mesh
         .read_stream(streams::DLQ)
         .await
@@ -278,7 +271,7 @@ async fn every_stage_ignores_repeats_after_the_dedup_window_and_dead_letters_poi
         .unwrap()
         .into_inner();
     assert_eq!(replayed.subject, "mesh.export.payroll");
-    settled(&mesh).await;
+    mesh.wait_settled(QUIET).await;
     assert_eq!(
         dead_letters(&mut client, consumers::PROVISIONING)
             .await

@@ -438,6 +438,17 @@ impl Mesh {
         }
     }
 
+    /// Waits until the pipeline has settled: every stage drained, the outbox empty and every
+    /// export command ended, checked again after the last confirmation (a confirmation can
+    /// queue an object's next command).
+    pub async fn wait_settled(&self, timeout: Duration) {
+        for _ in 0..2 {
+            self.wait_quiet(timeout).await;
+            self.wait_exports_settled(timeout).await;
+        }
+        self.wait_quiet(timeout).await;
+    }
+
     /// Stops every service gracefully.
     pub async fn stop(&mut self) {
         for (_, running) in std::mem::take(&mut self.running) {
