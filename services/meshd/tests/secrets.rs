@@ -22,6 +22,8 @@
 mod mesh;
 #[path = "support/otlp.rs"]
 mod otlp;
+#[path = "support/payroll.rs"]
+mod payroll;
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -77,11 +79,12 @@ const SECRETS: &[(&str, &str)] = &[
     ("a token written into a rule", INLINE_TOKEN),
 ];
 
-/// The pipeline of [`mesh::okta_to_payroll_rules`] (payroll's password from the
+/// The pipeline of [`payroll::okta_to_payroll_rules`] (payroll's password from the
 /// environment), plus an HR feed and two targets nothing listens for, one SCIM and one LDAP,
 /// each with its secret in the environment.
 fn rules(payroll_dsn: &str, closed_port: u16) -> String {
-    let pipeline = mesh::okta_to_payroll_rules(payroll_dsn, ", passwordEnv: PAYROLL_DB_PASSWORD");
+    let pipeline =
+        payroll::okta_to_payroll_rules(payroll_dsn, ", passwordEnv: PAYROLL_DB_PASSWORD");
     format!(
         r#"{pipeline}
 ---
@@ -225,7 +228,7 @@ fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_errors_or_traces() {
-    let (payroll, payroll_pool) = mesh::payroll_database().await;
+    let (payroll, payroll_pool) = payroll::payroll_database().await;
     let closed_port = mesh_testkit::free_port().unwrap();
     let mut mesh = Mesh::start_with_text(&rules(payroll.url(), closed_port)).await;
     let (collector, collector_addr) = Collector::start().await;

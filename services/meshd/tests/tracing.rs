@@ -11,6 +11,8 @@
 mod mesh;
 #[path = "support/otlp.rs"]
 mod otlp;
+#[path = "support/payroll.rs"]
+mod payroll;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -239,8 +241,8 @@ fn assert_messaging(span: &Exported, kind: SpanKind, operation: &str, subject: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_scim_change_is_one_trace_through_all_five_services() {
-    let (payroll, payroll_pool) = mesh::payroll_database().await;
-    let mesh = Mesh::start_with_text(&mesh::okta_to_payroll_rules(payroll.url(), "")).await;
+    let (payroll, payroll_pool) = payroll::payroll_database().await;
+    let mesh = Mesh::start_with_text(&payroll::okta_to_payroll_rules(payroll.url(), "")).await;
     let (collector, collector_addr) = Collector::start().await;
 
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
-//! The synthetic estate (mesh_sim::synthetic) projected into a real PostgreSQL target table,
-//! `payroll`'s `public.employees`, with a trigger that logs every write to it: for tests that
-//! count what landed in a target.
+//! A real PostgreSQL target, `payroll`, for tests that look at what landed in it: the synthetic
+//! estate (mesh_sim::synthetic) projected into `public.employees` with a trigger that logs every
+//! write, and a SCIM connector's users projected into `public.accounts`.
 
 #![allow(dead_code)]
 
@@ -99,4 +99,67 @@ pub async fn writes(target: &PgPool) -> BTreeMap<String, (i64, i64)> {
         .into_iter()
         .map(|(id, inserts, all)| (id, (inserts, all)))
         .collect()
+}
+
+/// Rules of a SCIM connector `okta` whose users (`userName`, `displayName`) are projected into
+/// `public.accounts (user_name, display_name)` of the PostgreSQL target `payroll` at
+/// `payroll_dsn`; `payroll_settings` adds settings to that connector's spec
+/// (`passwordEnv: PAYROLL_DB_PASSWORD`). Other documents can follow after a `---`.
+pub fn okta_to_payroll_rules(payroll_dsn: &str, payroll_settings: &str) -> String {
+    format!(
+        r#"
+kind: Connector
+metadata: {{ name: okta }}
+spec: {{ type: scim-inbound, objectTypes: [User], externalIdAttribute: id }}
+---
+kind: Connector
+metadata: {{ name: payroll }}
+spec: {{ type: postgres-target, objectTypes: [User], dsn: '{payroll_dsn}',
+        keyColumn: user_name{payroll_settings} }}
+---
+kind: JoinRule
+metadata: {{ name: okta-by-user-name }}
+spec: {{ connector: okta, sourceAttribute: userName, targetAttribute: UserName,
+        isAnchor: true, priority: 1 }}
+---
+kind: FlowRule
+metadata: {{ name: okta-user-name }}
+spec: {{ connector: okta, direction: inbound, sourceAttribute: userName,
+        targetAttribute: UserName, confidence: 90 }}
+---
+kind: FlowRule
+metadata: {{ name: okta-display-name }}
+spec: {{ connector: okta, direction: inbound, sourceAttribute: displayName,
+        targetAttribute: DisplayName, confidence: 90 }}
+---
+kind: ProjectionRule
+metadata: {{ name: users-to-payroll }}
+spec: {{ targetConnector: payroll, objectType: User, container: public.accounts,
+        deprovision: delete }}
+---
+kind: FlowRule
+metadata: {{ name: payroll-user-name }}
+spec: {{ connector: payroll, direction: outbound, sourceAttribute: UserName,
+        targetAttribute: user_name }}
+---
+kind: FlowRule
+metadata: {{ name: payroll-display-name }}
+spec: {{ connector: payroll, direction: outbound, sourceAttribute: DisplayName,
+        targetAttribute: display_name }}
+"#
+    )
+}
+
+/// A database for the `payroll` target of [`okta_to_payroll_rules`], with its table.
+pub async fn payroll_database() -> (TestDatabase, PgPool) {
+    let payroll = TestDatabase::create().await.unwrap();
+    let pool = payroll.pool().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE public.accounts (user_name text PRIMARY KEY, display_name text, \
+         active boolean NOT NULL DEFAULT true)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    (payroll, pool)
 }
