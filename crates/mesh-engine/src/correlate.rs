@@ -16,8 +16,6 @@
 //! undone by deleting the object or by an operator, never by an attribute change, so a typo
 //! fixed in HR does not split an identity.
 
-use std::collections::BTreeSet;
-
 use mesh_model::{
     AttributeName, Attributes, ChangeOperation, ConnectorObjectRef, IdNamespace, JoinMethod,
     JoinState, MeshObjectId, ObjectType, RuleName,
@@ -25,7 +23,7 @@ use mesh_model::{
 use serde::Serialize;
 use smallvec::SmallVec;
 
-use crate::port::{MeshDirectory, join_key, join_key_ref};
+use crate::port::{Found, MeshDirectory, join_key, join_key_ref};
 use crate::rules::RuleSet;
 use crate::trace::Trace;
 
@@ -179,16 +177,16 @@ pub fn correlate(
             continue;
         };
         let mut matches =
-            directory.find_by_attribute(&object.object_type, &rule.target_attribute, &key);
+            directory.find_found_by_attribute(&object.object_type, &rule.target_attribute, &key);
         let mut how = "attribute";
         if matches.is_empty()
             && let Some(id) = directory.find_by_anchor(&object.object_type, &key)
         {
-            matches = BTreeSet::from([id]);
+            matches = Found::One(id);
             how = "anchor";
         }
-        match matches.len() {
-            0 => {
+        match matches {
+            Found::None => {
                 trace.note(|| {
                     format!(
                         "join rule {} (priority {}): no mesh object has {} = {key:?}",
@@ -199,10 +197,7 @@ pub fn correlate(
                     anchor = Some((rule, key));
                 }
             }
-            1 => {
-                let Some(mesh_object) = matches.into_iter().next() else {
-                    continue;
-                };
+            Found::One(mesh_object) => {
                 trace.note(|| {
                     format!(
                         "join rule {} (priority {}): {} = {key:?} matches mesh object {mesh_object} by {how}; joined",
@@ -220,7 +215,8 @@ pub fn correlate(
                     trace,
                 };
             }
-            n => {
+            Found::Several(matches) => {
+                let n = matches.len();
                 trace.note(|| {
                     format!(
                         "join rule {} (priority {}): {} = {key:?} matches {n} mesh objects; ambiguous, sent to review",

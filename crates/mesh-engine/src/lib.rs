@@ -24,6 +24,7 @@ pub mod correlate;
 pub mod disconnectors;
 pub mod flow;
 pub mod lifecycle;
+pub mod lineage;
 pub mod load;
 pub mod port;
 pub mod project;
@@ -37,8 +38,9 @@ pub use correlate::{CorrelateInput, Correlation, NewMeshObject, correlate, join_
 pub use disconnectors::{RetryQuery, retry_queries};
 pub use flow::{Contribution, FlowOutcome, Source, TransformError, flow};
 pub use lifecycle::{LifecycleDecision, Link, lifecycle};
+pub use lineage::LineageMap;
 pub use load::{LoadError, Problem, SourceFile, Validation, load, validate};
-pub use port::{DisconnectorDirectory, JoinLookups, MeshDirectory, join_key, join_key_ref};
+pub use port::{DisconnectorDirectory, Found, JoinLookups, MeshDirectory, join_key, join_key_ref};
 pub use project::{ProjectInput, Projection, TargetState, project};
 pub use resolve::{
     InPlaceUpdate, Lineage, MeshObjectState, MeshObjectUpdate, Override, Reresolved, StoredSource,

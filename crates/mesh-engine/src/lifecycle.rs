@@ -63,12 +63,9 @@ pub fn lifecycle(
     let mut authoritative_joined = false;
     let mut authoritative_active = false;
     for link in links {
-        let Some(connector) = rules.connector(&link.object.connector) else {
+        let Some(connector) = rules.authoritative_connector(&link.object.connector) else {
             continue;
         };
-        if !connector.authoritative {
-            continue;
-        }
         authoritative_joined = true;
         let inactive = match &connector.inactive_when {
             None => false,

@@ -31,6 +31,55 @@ pub trait MeshDirectory {
     /// Returns the mesh object of `object_type` anchored on `key`, if there is one (anchors are
     /// unique per object type).
     fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId>;
+
+    /// Returns what [`MeshDirectory::find_by_attribute`] returns, as a [`Found`]: what
+    /// correlation asks. The usual answer is one mesh object, which an implementation that
+    /// overrides this gives without building a set; the default builds the set and converts it.
+    fn find_found_by_attribute(
+        &self,
+        object_type: &ObjectType,
+        attribute: &AttributeName,
+        key: &str,
+    ) -> Found {
+        Found::from(self.find_by_attribute(object_type, attribute, key))
+    }
+}
+
+/// The mesh objects a search found: none, one, or several (in id order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// No mesh object.
+    None,
+    /// Exactly one.
+    One(MeshObjectId),
+    /// Two or more.
+    Several(BTreeSet<MeshObjectId>),
+}
+
+impl Found {
+    /// Returns how many mesh objects were found.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::None => 0,
+            Self::One(_) => 1,
+            Self::Several(ids) => ids.len(),
+        }
+    }
+
+    /// Returns true when nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<BTreeSet<MeshObjectId>> for Found {
+    fn from(ids: BTreeSet<MeshObjectId>) -> Self {
+        match ids.len() {
+            0 => Self::None,
+            1 => ids.first().copied().map_or(Self::None, Self::One),
+            _ => Self::Several(ids),
+        }
+    }
 }
 
 /// Searches disconnectors (and ambiguous connector objects) to try again.

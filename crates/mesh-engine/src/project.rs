@@ -98,7 +98,10 @@ pub struct Projection {
     pub commands: Vec<ExportCommand>,
     /// What each target holds once the commands are applied; `None` means nothing (persist
     /// by replacing the entries named here; targets not named are unchanged).
-    pub targets: BTreeMap<ConnectorId, Option<TargetState>>,
+    ///
+    /// In target order, one entry per target: a mesh object projects to a few targets, and a
+    /// sorted vector holds them in one allocation where a B-tree map took a node of eleven.
+    pub targets: Vec<(ConnectorId, Option<TargetState>)>,
     /// Filters and outbound scripts that failed.
     pub transform_errors: Vec<TransformError>,
     /// Why.
@@ -152,7 +155,7 @@ pub fn project(
     let subject = || format!("mesh object {}", input.mesh_object);
     let mut projection = Projection {
         commands: Vec::new(),
-        targets: BTreeMap::new(),
+        targets: Vec::new(),
         transform_errors: Vec::new(),
         trace: Trace::disabled(),
     };
@@ -233,7 +236,18 @@ pub fn project(
             plan.out_of_scope(current, &mut trace)
         };
         if next.as_ref() != current {
-            projection.targets.insert(rule.target.clone(), next);
+            // As a map's insert: in target order, a later rule for a target replaces.
+            match projection
+                .targets
+                .binary_search_by(|(target, _)| target.cmp(&rule.target))
+            {
+                Ok(at) => {
+                    if let Some((_, slot)) = projection.targets.get_mut(at) {
+                        *slot = next;
+                    }
+                }
+                Err(at) => projection.targets.insert(at, (rule.target.clone(), next)),
+            }
         }
     }
     projection.trace = trace;

@@ -40,6 +40,7 @@ use smallvec::SmallVec;
 
 use crate::flow::{Contribution, Source, TransformError, is_no_value};
 use crate::lifecycle::{Link, lifecycle};
+use crate::lineage::LineageMap;
 use crate::rules::{ComposerRule, RuleSet};
 use crate::trace::{Trace, show};
 
@@ -84,7 +85,7 @@ pub struct MeshObjectState {
     /// The resolved attributes.
     pub attributes: Attributes,
     /// The winner of each resolved attribute.
-    pub lineage: BTreeMap<AttributeName, Lineage>,
+    pub lineage: LineageMap,
 }
 
 impl MeshObjectState {
@@ -98,7 +99,7 @@ impl MeshObjectState {
             lifecycle: LifecycleState::Active,
             authority_seen: false,
             attributes: Attributes::new(),
-            lineage: BTreeMap::new(),
+            lineage: LineageMap::new(),
         }
     }
 }
@@ -324,9 +325,9 @@ pub fn update_mesh_object_in_place(
 ) -> InPlaceUpdate {
     let context = EvalContext::new(now);
     let mut transform_errors = Vec::new();
-    let mut journal = Journal::default();
     // Everything a mesh object without attributes ends up with is a change.
     let started_empty = state.attributes.is_empty();
+    let mut journal = Journal::new(started_empty);
 
     let composers = rules.composer_rules(&state.object_type);
     // A new mesh object has nothing to keep: resolving all of it is the shorter way.
@@ -464,15 +465,15 @@ pub fn update_mesh_object_in_place(
     transform_errors.extend(decision.transform_errors);
 
     let changes = if started_empty {
-        state
-            .attributes
-            .iter()
-            .map(|(name, value)| AttributeChange {
+        let mut changes = Vec::with_capacity(state.attributes.len());
+        for (name, value) in &state.attributes {
+            changes.push(AttributeChange {
                 name: name.clone(),
                 old: Value::Null,
                 new: value.clone(),
-            })
-            .collect()
+            });
+        }
+        changes
     } else {
         journal.changes(&state.attributes)
     };
@@ -512,20 +513,41 @@ pub fn update_mesh_object_in_place(
 /// touches it. Attributes it never touches keep their value, so the change of the mesh object
 /// is computed from these alone, without comparing or copying the rest.
 ///
-/// Room for sixteen on the stack: a new mesh object journals each of its attributes, and with
-/// the benchmark's rules eight places spilled to the heap, an allocation and a copy per new
-/// mesh object.
-#[derive(Default)]
-struct Journal(SmallVec<[(AttributeName, Option<Value>); 16]>);
+/// Room for sixteen on the stack. A mesh object that had no attributes records nothing: every
+/// value it ends up with is new, and its change lists them all.
+struct Journal {
+    entries: SmallVec<[(AttributeName, Option<Value>); 16]>,
+    /// True when the state had no attributes before the update.
+    all_new: bool,
+}
 
 impl Journal {
+    fn new(all_new: bool) -> Self {
+        Self {
+            entries: SmallVec::new(),
+            all_new,
+        }
+    }
+
+    /// Records that `name`, spelled so, had `before`; for a caller that writes `name` for the
+    /// first time in this update.
+    #[inline]
+    fn record(&mut self, name: AttributeName, before: Option<Value>) {
+        if !self.all_new {
+            self.entries.push((name, before));
+        }
+    }
+
     fn touched(&self, name: &AttributeName) -> bool {
-        self.0.iter().any(|(n, _)| n == name)
+        self.entries.iter().any(|(n, _)| n == name)
     }
 
     /// True when `name` has in `attributes` the value it had before the update.
     fn unchanged(&self, attributes: &Attributes, name: &AttributeName) -> bool {
-        match self.0.iter().find(|(n, _)| n == name) {
+        if self.all_new {
+            return attributes.get(name).is_none();
+        }
+        match self.entries.iter().find(|(n, _)| n == name) {
             None => true,
             Some((_, before)) => before.as_ref() == attributes.get(name),
         }
@@ -533,7 +555,7 @@ impl Journal {
 
     /// Sets `name` to `value` as [`Attributes::insert`] does, recording what it replaces.
     fn set(&mut self, attributes: &mut Attributes, name: &AttributeName, value: Value) {
-        if self.touched(name) {
+        if self.all_new || self.touched(name) {
             attributes.insert(name.clone(), value);
             return;
         }
@@ -541,26 +563,30 @@ impl Journal {
             .get_key_value(name)
             .map_or_else(|| name.clone(), |(n, _)| n.clone());
         let previous = attributes.insert(name.clone(), value);
-        self.0.push((spelled, previous));
+        self.entries.push((spelled, previous));
     }
 
     /// Removes `name`, recording its value.
     fn remove(&mut self, attributes: &mut Attributes, name: &AttributeName) {
+        if self.all_new {
+            attributes.remove(name);
+            return;
+        }
         let spelled = attributes.get_key_value(name).map(|(n, _)| n.clone());
         let previous = attributes.remove(name);
         if !self.touched(name)
             && let Some(spelled) = spelled
         {
-            self.0.push((spelled, previous));
+            self.entries.push((spelled, previous));
         }
     }
 
     /// Exactly the attributes whose value differs between before and `after`, in name order,
-    /// as [`diff`] would find them.
-    fn changes(mut self, after: &Attributes) -> Vec<AttributeChange> {
-        self.0.sort_by(|(a, _), (b, _)| a.cmp(b));
-        let mut changes = Vec::with_capacity(self.0.len());
-        for (name, old) in self.0 {
+    /// as [`diff`] would find them. Not for a journal of a state that had no attributes.
+    fn changes(&mut self, after: &Attributes) -> Vec<AttributeChange> {
+        self.entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let mut changes = Vec::with_capacity(self.entries.len());
+        for (name, old) in self.entries.drain(..) {
             match (old, after.get_key_value(&name)) {
                 (Some(old), Some((name, new))) => {
                     if old != *new {
@@ -639,7 +665,11 @@ fn resolve_all(
         composers + sources.overrides.len(),
         journal,
     );
-    write_flow_lineage(&mut state.lineage, &winners);
+    write_flow_lineage(
+        &mut state.lineage,
+        &winners,
+        composers + sources.overrides.len(),
+    );
 }
 
 /// Resolves again only what `changed` can have changed (see
@@ -655,13 +685,18 @@ fn resolve_changed(
 ) {
     // An attribute not won by a flow rule is an override or a composer target: with the
     // overrides unchanged, these cover every attribute whose value is not its flow winner.
-    let mut revisit: Scratch<&AttributeName> = changed
+    // A handful, repeats among them: a scan drops the repeats for less than a sort. The
+    // attributes are independent of one another, so the order they are visited in is free.
+    let mut revisit: Scratch<&AttributeName> = Scratch::new();
+    for name in changed
         .iter()
         .chain(composers.iter().map(|r| &r.target_attribute))
         .chain(sources.overrides.keys())
-        .collect();
-    revisit.sort();
-    revisit.dedup();
+    {
+        if !revisit.contains(&name) {
+            revisit.push(name);
+        }
+    }
     for name in revisit {
         // The first contribution in input order gives the spelling; ties keep the first.
         let mut matching = sources
@@ -730,32 +765,48 @@ fn write_flow_winners(
     room: usize,
     journal: &mut Journal,
 ) {
+    if attributes.is_empty() {
+        // Nothing to keep: every winner, in name order, appended.
+        let mut after = Attributes::with_capacity(winners.len() + room);
+        after.extend(
+            winners
+                .iter()
+                .map(|&(name, winner)| (name.clone(), winner.value.clone())),
+        );
+        if !journal.all_new {
+            for &(name, _) in winners {
+                journal.record(name.clone(), None);
+            }
+        }
+        *attributes = after;
+        return;
+    }
     journal
-        .0
+        .entries
         .reserve(winners.len().max(attributes.len()) + room);
     let mut before = std::mem::take(attributes).into_iter().peekable();
     let mut after = Attributes::with_capacity(winners.len() + room);
     for &(name, winner) in winners {
         // Attributes before this one no longer have a flow winner.
         while let Some((gone, value)) = before.next_if(|(n, _)| n < name) {
-            journal.0.push((gone, Some(value)));
+            journal.record(gone, Some(value));
         }
         match before.next_if(|(n, _)| n == name) {
             Some((_, value)) if value == winner.value => {
                 after.insert(name.clone(), value);
             }
             Some((spelled, value)) => {
-                journal.0.push((spelled, Some(value)));
+                journal.record(spelled, Some(value));
                 after.insert(name.clone(), winner.value.clone());
             }
             None => {
-                journal.0.push((name.clone(), None));
+                journal.record(name.clone(), None);
                 after.insert(name.clone(), winner.value.clone());
             }
         }
     }
     for (gone, value) in before {
-        journal.0.push((gone, Some(value)));
+        journal.record(gone, Some(value));
     }
     *attributes = after;
 }
@@ -763,9 +814,18 @@ fn write_flow_winners(
 /// Makes `lineage` name exactly the flow winners, under their spelling, touching only the
 /// entries whose winner changed.
 fn write_flow_lineage(
-    lineage: &mut BTreeMap<AttributeName, Lineage>,
+    lineage: &mut LineageMap,
     winners: &[(&AttributeName, &Contribution)],
+    room: usize,
 ) {
+    if lineage.is_empty() {
+        // A new mesh object: every winner, in name order, appended.
+        lineage.reserve(winners.len() + room);
+        for &(name, winner) in winners {
+            lineage.insert(name.clone(), lineage_of(winner));
+        }
+        return;
+    }
     // Both in name order: one pass drops the attributes that lost their last contribution.
     let mut next = winners.iter().peekable();
     lineage.retain(|name, _| {

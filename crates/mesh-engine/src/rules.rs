@@ -298,13 +298,20 @@ pub(crate) struct ConnectorRules {
 pub(crate) struct ObjectTypeRules {
     pub(crate) composers: Vec<ComposerRule>,
     pub(crate) join_targets: Vec<String>,
+    /// The same targets as names: comparing names mostly settles on their heads.
+    pub(crate) join_target_names: Vec<AttributeName>,
 }
 
 /// Finds `key` in a lookup list. The lists hold a few connectors or object types, looked up
-/// for every event: an equality scan mostly settles on a shared pointer or a differing
-/// length, where a tree's search compares the text of every key it passes.
-fn find<'a, K: PartialEq, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
-    list.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+/// for every event. The key is mostly the rule set's own copy, which a first scan finds by its
+/// pointer alone; only then are texts compared (two ids of one length, `hr` and `ad`, cost a
+/// comparison of their bytes each).
+fn find<'a, K: PartialEq + AsRef<str>, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
+    let wanted: *const str = key.as_ref();
+    list.iter()
+        .find(|(k, _)| std::ptr::eq(k.as_ref(), wanted))
+        .or_else(|| list.iter().find(|(k, _)| k == key))
+        .map(|(_, v)| v)
 }
 
 /// Every connector and rule, checked and indexed for the stages.
@@ -329,14 +336,104 @@ pub struct RuleSet {
     /// the rest is complete ([`RuleSet::index`]).
     pub(crate) by_connector: Vec<(ConnectorId, ConnectorRules)>,
     pub(crate) by_object_type: Vec<(ObjectType, ObjectTypeRules)>,
+    /// The places in `by_connector` of the authoritative connectors (mostly one), which
+    /// lifecycle looks up for every joined connector object.
+    pub(crate) authoritative: Vec<usize>,
     pub(crate) version: u64,
     /// The `AccessPolicy`, when the rule set has one (the risk service's).
     pub(crate) access_policy: Option<crate::risk::AccessPolicy>,
 }
 
 impl RuleSet {
+    /// Makes every rule and connector name an object type with one shared copy per type, so
+    /// that the stages' comparisons of types (a rule's with a connector object's, a mesh
+    /// object's with a projection rule's) settle on a shared pointer without reading text.
+    fn share_object_types(&mut self) {
+        let mut shared: Vec<ObjectType> = Vec::new();
+        for connector in self.connectors.values_mut() {
+            for t in &mut connector.object_types {
+                match shared.iter().find(|s| **s == *t) {
+                    Some(s) => *t = s.clone(),
+                    None => shared.push(t.clone()),
+                }
+            }
+        }
+        let share = |t: &mut ObjectType| {
+            if let Some(s) = shared.iter().find(|s| **s == *t) {
+                *t = s.clone();
+            }
+        };
+        for rules in self.join_rules.values_mut() {
+            for rule in rules {
+                if let Some(t) = rule.object_type.as_mut() {
+                    share(t);
+                }
+            }
+        }
+        for rules in self.inbound.values_mut().chain(self.outbound.values_mut()) {
+            for rule in rules {
+                if let Some(t) = rule.object_type.as_mut() {
+                    share(t);
+                }
+            }
+        }
+        for rule in &mut self.projections {
+            share(&mut rule.object_type);
+        }
+        for rules in self.composers.values_mut() {
+            for rule in rules {
+                share(&mut rule.object_type);
+            }
+        }
+        fn keys<V>(map: &mut BTreeMap<ObjectType, V>, share: impl Fn(&mut ObjectType)) {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(mut t, v)| {
+                    share(&mut t);
+                    (t, v)
+                })
+                .collect();
+        }
+        keys(&mut self.composers, share);
+        keys(&mut self.join_targets, share);
+    }
+
+    /// Makes the attribute names the rules write and read one shared copy per spelling, so
+    /// that comparing a contribution's attribute with a composer's target or a join rule's
+    /// settles on a shared pointer (a name longer than the twelve bytes kept beside it is
+    /// otherwise compared by its text).
+    fn share_attribute_names(&mut self) {
+        let mut shared: Vec<AttributeName> = Vec::new();
+        let mut share =
+            |name: &mut AttributeName| match shared.iter().find(|s| s.as_str() == name.as_str()) {
+                Some(s) => *name = s.clone(),
+                None => shared.push(name.clone()),
+            };
+        for rules in self.inbound.values_mut().chain(self.outbound.values_mut()) {
+            for rule in rules {
+                share(&mut rule.target_attribute);
+                if let Some(source) = rule.source_attribute.as_mut() {
+                    share(source);
+                }
+            }
+        }
+        for rules in self.join_rules.values_mut() {
+            for rule in rules {
+                share(&mut rule.target_attribute);
+                share(&mut rule.source_attribute);
+            }
+        }
+        for rules in self.composers.values_mut() {
+            for rule in rules {
+                share(&mut rule.target_attribute);
+            }
+        }
+    }
+
     /// Builds the lookup lists from the maps; called once the maps are complete.
     pub(crate) fn index(&mut self) {
+        self.share_object_types();
+        self.share_attribute_names();
         self.by_connector = self
             .connectors
             .iter()
@@ -355,6 +452,13 @@ impl RuleSet {
                 )
             })
             .collect();
+        self.authoritative = self
+            .by_connector
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, rules))| rules.connector.authoritative)
+            .map(|(i, _)| i)
+            .collect();
         let types: BTreeSet<&ObjectType> = self
             .composers
             .keys()
@@ -368,6 +472,15 @@ impl RuleSet {
                     ObjectTypeRules {
                         composers: self.composers.get(t).cloned().unwrap_or_default(),
                         join_targets: self.join_targets.get(t).cloned().unwrap_or_default(),
+                        join_target_names: self
+                            .join_targets
+                            .get(t)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|folded| AttributeName::parse(folded).ok())
+                            // Only names whose fold is the folded text itself stand for it.
+                            .filter(|name| name.key() == name.as_str())
+                            .collect(),
                     },
                 )
             })
@@ -381,6 +494,22 @@ impl RuleSet {
     /// Returns the connector named `name`.
     pub fn connector(&self, name: &ConnectorId) -> Option<&Connector> {
         self.for_connector(name).map(|r| &r.connector)
+    }
+
+    /// Returns the connector named `name` when it is authoritative (decides lifecycle):
+    /// [`RuleSet::connector`] for the connectors lifecycle reads, searched among the
+    /// authoritative ones only.
+    pub fn authoritative_connector(&self, name: &ConnectorId) -> Option<&Connector> {
+        let authoritative = || {
+            self.authoritative
+                .iter()
+                .filter_map(|i| self.by_connector.get(*i))
+        };
+        let wanted: *const str = name.as_str();
+        authoritative()
+            .find(|(id, _)| std::ptr::eq(id.as_str(), wanted))
+            .or_else(|| authoritative().find(|(id, _)| id == name))
+            .map(|(_, rules)| &rules.connector)
     }
 
     /// Returns the access policy of the risk service, when the rule set has one.
@@ -450,6 +579,17 @@ impl RuleSet {
                 .iter()
                 .any(|t| t.len() == folded.len() && t == folded)
         })
+    }
+
+    /// Returns the mesh attributes join rules for `object_type` target, as names, when each is
+    /// written as its own fold (so that a name's equality with them is
+    /// [`RuleSet::is_join_target`]); `None` otherwise, and then `is_join_target` decides.
+    pub fn join_target_names(&self, object_type: &ObjectType) -> Option<&[AttributeName]> {
+        match find(&self.by_object_type, object_type) {
+            None => Some(&[]),
+            Some(r) => (r.join_target_names.len() == r.join_targets.len())
+                .then_some(r.join_target_names.as_slice()),
+        }
     }
 
     /// Returns the version the services stamp on their outputs as `rule_version`: the

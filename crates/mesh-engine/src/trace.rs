@@ -24,6 +24,7 @@ impl Default for Trace {
 
 impl Trace {
     /// Returns an empty trace that records.
+    #[inline]
     pub fn enabled() -> Self {
         Self {
             enabled: true,
@@ -32,6 +33,7 @@ impl Trace {
     }
 
     /// Returns a trace that records nothing.
+    #[inline]
     pub fn disabled() -> Self {
         Self {
             enabled: false,
@@ -48,11 +50,13 @@ impl Trace {
     }
 
     /// Returns true when the trace records.
+    #[inline]
     pub fn is_enabled(&self) -> bool {
         self.enabled
     }
 
     /// Records a sentence; `line` is only called when the trace records.
+    #[inline]
     pub fn note(&mut self, line: impl FnOnce() -> String) {
         if self.enabled {
             self.lines.push(line());
@@ -60,6 +64,7 @@ impl Trace {
     }
 
     /// Appends another trace's lines.
+    #[inline]
     pub fn extend(&mut self, other: Trace) {
         if self.enabled {
             self.lines.extend(other.lines);
@@ -72,6 +77,7 @@ impl Trace {
     }
 
     /// Returns the sentences, consuming the trace.
+    #[inline]
     pub fn into_lines(self) -> Vec<String> {
         self.lines
     }

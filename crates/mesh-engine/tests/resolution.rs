@@ -258,7 +258,8 @@ fn reference_update(
         lifecycle: decision.state,
         authority_seen: decision.authority_seen,
         attributes,
-        lineage,
+        // The original algorithm keeps a B-tree map; the state holds the same entries.
+        lineage: lineage.into(),
     };
     let changed = (version != before.version).then(|| MeshObjectChanged {
         event_id: changed_event_id(input.cause, before.id),

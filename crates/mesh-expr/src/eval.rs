@@ -390,6 +390,21 @@ pub(crate) const fn op_name(op: CmpOp) -> &'static str {
     }
 }
 
+/// Evaluates `root` as a filter: a boolean as it is, null as false, and the kind of any other
+/// result as the error.
+pub(crate) fn run_filter(
+    root: &Node,
+    attributes: &Attributes,
+    context: &EvalContext,
+) -> Result<Result<bool, ValueKind>, EvalError> {
+    let mut eval = Eval::new(attributes, context);
+    Ok(match eval.eval(root)? {
+        Val::Bool(b) => Ok(b),
+        Val::Null => Ok(false),
+        other => Err(other.kind()),
+    })
+}
+
 /// Evaluates `root` to an owned value.
 pub(crate) fn run(
     root: &Node,

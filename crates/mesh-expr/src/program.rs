@@ -1,13 +1,12 @@
 //! Compiled programs: parse and check once, evaluate many times.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use mesh_model::{AttributeName, Attributes, Value, ValueKind};
 
 use crate::checker;
 use crate::diagnostic::{Code, Diagnostic, Diagnostics};
-use crate::eval::{EvalContext, EvalError, run};
+use crate::eval::{EvalContext, EvalError, run, run_filter};
 use crate::node::Node;
 use crate::parser::parse;
 use crate::schema::Schema;
@@ -29,7 +28,9 @@ struct Inner {
     root: Node,
     ty: Ty,
     warnings: Diagnostics,
-    attributes: BTreeSet<AttributeName>,
+    /// In name order, without repeats: a slice iterates more cheaply than the checker's set,
+    /// and resolution asks for it on every update of a mesh object.
+    attributes: Box<[AttributeName]>,
     reads_now: bool,
 }
 
@@ -75,7 +76,7 @@ fn compile_as(source: &str, schema: Option<&Schema>, filter: bool) -> Result<Pro
             root: checked.root,
             ty: checked.ty,
             warnings: diagnostics,
-            attributes: checked.attributes,
+            attributes: checked.attributes.into_iter().collect(),
             reads_now: checked.reads_now,
         }),
     })
@@ -95,13 +96,13 @@ impl Program {
         attributes: &Attributes,
         context: &EvalContext,
     ) -> Result<bool, EvalError> {
-        match self.eval(attributes, context)? {
-            Value::Bool(b) => Ok(b),
-            Value::Null => Ok(false),
-            other => Err(EvalError::TypeMismatch {
+        // Decided on the working value: a boolean needs no owned value built and dropped.
+        match run_filter(&self.inner.root, attributes, context)? {
+            Ok(holds) => Ok(holds),
+            Err(found) => Err(EvalError::TypeMismatch {
                 what: "a filter",
                 expected: "a boolean",
-                found: other.kind(),
+                found,
                 span: self.inner.root.span,
             }),
         }

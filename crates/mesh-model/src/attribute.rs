@@ -75,7 +75,69 @@ fn cmp_tail(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// Finds the entry whose name has the fold with head `head` (the rest of which `tail` orders
+/// against an entry's name) in `items`, sorted by name: `Ok` with its place, or `Err` with
+/// where it would go.
+///
+/// Records have a handful of names: a scan that decides most steps on one number of the heads
+/// reads less than a binary search. The scan's steps are written out rather than comparing
+/// heads as pairs, which makes an ordering of every step and branches on it again.
+#[inline]
+fn search_sorted<T>(
+    items: &[T],
+    name_of: impl Fn(&T) -> &AttributeName,
+    head: Head,
+    tail: impl Fn(&AttributeName) -> Ordering,
+) -> Result<usize, usize> {
+    let Head(high, low) = head;
+    if items.len() > LINEAR_SEARCH_MAX {
+        return items.binary_search_by(|item| {
+            let name = name_of(item);
+            name.head().cmp(&head).then_with(|| tail(name))
+        });
+    }
+    for (i, item) in items.iter().enumerate() {
+        let name = name_of(item);
+        if name.head_high != high {
+            if name.head_high > high {
+                return Err(i);
+            }
+            continue;
+        }
+        if name.head_low != low {
+            if name.head_low > low {
+                return Err(i);
+            }
+            continue;
+        }
+        match tail(name) {
+            Ordering::Less => {}
+            Ordering::Equal => return Ok(i),
+            Ordering::Greater => return Err(i),
+        }
+    }
+    Err(items.len())
+}
+
 impl AttributeName {
+    /// Finds `wanted` in `items`, sorted by the names `name_of` gives: `Ok` with its place, or
+    /// `Err` with where it would go. For short lists kept in name order, such as
+    /// [`Attributes`]; up to sixteen entries it scans, beyond that it bisects.
+    #[inline]
+    pub fn search<T>(
+        items: &[T],
+        name_of: impl Fn(&T) -> &AttributeName,
+        wanted: &AttributeName,
+    ) -> Result<usize, usize> {
+        search_sorted(items, name_of, wanted.head(), |name| {
+            if Arc::ptr_eq(&name.text, &wanted.text) {
+                Ordering::Equal
+            } else {
+                cmp_tail(name.key_bytes(), wanted.key_bytes())
+            }
+        })
+    }
+
     /// The longest attribute name accepted, in bytes.
     pub const MAX_LEN: usize = 512;
 
@@ -277,11 +339,17 @@ const LINEAR_SEARCH_MAX: usize = 16;
 /// Inserting a name that differs only in case replaces the value and keeps the first spelling.
 ///
 /// Held as one vector sorted by folded name rather than a B-tree: records carry a handful to a
-/// few dozen attributes, and for those a sorted vector searches as fast, clones with one
-/// allocation, and takes a tenth of the memory of a B-tree node. Building from an iterator
-/// sorts once, so a large record does not pay a shift per insert.
-#[derive(Clone, Default, PartialEq)]
-pub struct Attributes(Vec<(AttributeName, Value)>);
+/// few dozen attributes, and for those a sorted vector searches as fast and takes a tenth of
+/// the memory of a B-tree node. Building from an iterator sorts once, so a large record does
+/// not pay a shift per insert.
+///
+/// Copies share the vector, which is copied on the first change of a shared set (clone on
+/// write): a record's attributes are copied whole into the management space, into what a
+/// target holds and into each export command, and are rarely changed afterwards, so a copy
+/// costs a reference count where it cost an allocation and a copy of every name and value.
+/// An empty set holds no vector at all.
+#[derive(Clone, Default)]
+pub struct Attributes(Option<Arc<Vec<(AttributeName, Value)>>>);
 
 impl Attributes {
     /// Returns an empty set.
@@ -291,57 +359,58 @@ impl Attributes {
 
     /// Returns an empty set with room for `capacity` attributes.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self(Vec::with_capacity(capacity))
+        Self((capacity > 0).then(|| Arc::new(Vec::with_capacity(capacity))))
     }
 
-    /// Where the attribute whose fold compares to it as `order` says is, or would go.
+    fn from_vec(entries: Vec<(AttributeName, Value)>) -> Self {
+        Self((!entries.is_empty()).then(|| Arc::new(entries)))
+    }
+
+    /// The entries, in name order.
     #[inline]
-    fn search(&self, order: impl Fn(&AttributeName) -> Ordering) -> Result<usize, usize> {
-        // A record has a handful of attributes: scanning them in order decides most steps on
-        // the names' heads and reads one name's text, where a binary search reads two.
-        if self.0.len() <= LINEAR_SEARCH_MAX {
-            for (i, (name, _)) in self.0.iter().enumerate() {
-                match order(name) {
-                    Ordering::Less => {}
-                    Ordering::Equal => return Ok(i),
-                    Ordering::Greater => return Err(i),
-                }
-            }
-            return Err(self.0.len());
+    fn entries(&self) -> &[(AttributeName, Value)] {
+        match &self.0 {
+            Some(entries) => entries,
+            None => &[],
         }
-        self.0.binary_search_by(|(name, _)| order(name))
+    }
+
+    /// The entries to change: this set's own copy, made now if the vector is shared.
+    #[inline]
+    fn entries_mut(&mut self) -> &mut Vec<(AttributeName, Value)> {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
     }
 
     #[inline]
     fn position(&self, key: &str) -> Result<usize, usize> {
-        let key = key.as_bytes();
-        let wanted = Head::of(key);
-        self.search(|name| {
-            name.head()
-                .cmp(&wanted)
-                .then_with(|| cmp_tail(name.key_bytes(), key))
-        })
+        let bytes = key.as_bytes();
+        search_sorted(
+            self.entries(),
+            |(name, _)| name,
+            Head::of(bytes),
+            |name| cmp_tail(name.key_bytes(), bytes),
+        )
     }
 
     #[inline]
     fn position_of(&self, wanted: &AttributeName) -> Result<usize, usize> {
-        self.search(|name| name.cmp(wanted))
+        AttributeName::search(self.entries(), |(name, _)| name, wanted)
     }
 
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: AttributeName, value: Value) -> Option<Value> {
         // Attributes are mostly built in name order: appending needs no search.
-        if self.0.last().is_none_or(|(last, _)| *last < name) {
-            self.0.push((name, value));
+        if self.entries().last().is_none_or(|(last, _)| *last < name) {
+            self.entries_mut().push((name, value));
             return None;
         }
         match self.position_of(&name) {
             Ok(i) => self
-                .0
+                .entries_mut()
                 .get_mut(i)
                 .map(|(_, slot)| std::mem::replace(slot, value)),
             Err(i) => {
-                self.0.insert(i, (name, value));
+                self.entries_mut().insert(i, (name, value));
                 None
             }
         }
@@ -351,14 +420,14 @@ impl Attributes {
     #[inline]
     pub fn get(&self, name: &AttributeName) -> Option<&Value> {
         let i = self.position_of(name).ok()?;
-        self.0.get(i).map(|(_, value)| value)
+        self.entries().get(i).map(|(_, value)| value)
     }
 
     /// Returns the name as spelled in the set, and the value, of `name`.
     #[inline]
     pub fn get_key_value(&self, name: &AttributeName) -> Option<(&AttributeName, &Value)> {
         let i = self.position_of(name).ok()?;
-        self.0.get(i).map(|(n, value)| (n, value))
+        self.entries().get(i).map(|(n, value)| (n, value))
     }
 
     /// Returns the value of the attribute whose name, in any case, is `name`.
@@ -374,31 +443,47 @@ impl Attributes {
     #[inline]
     pub fn get_folded(&self, key: &str) -> Option<&Value> {
         let i = self.position(key).ok()?;
-        self.0.get(i).map(|(_, value)| value)
+        self.entries().get(i).map(|(_, value)| value)
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &AttributeName) -> Option<Value> {
         let i = self.position_of(name).ok()?;
-        Some(self.0.remove(i).1)
+        let entries = self.entries_mut();
+        let (_, value) = entries.remove(i);
+        if entries.is_empty() {
+            self.0 = None;
+        }
+        Some(value)
     }
 
     /// Returns the number of attributes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.entries().len()
     }
 
     /// Returns true when there are no attributes.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries().is_empty()
     }
 
     /// Iterates over the attributes in name order.
     #[inline]
     pub fn iter(&self) -> AttributesIter<'_> {
-        AttributesIter(self.0.iter())
+        AttributesIter(self.entries().iter())
+    }
+}
+
+impl PartialEq for Attributes {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        // Copies share their vector: equal without comparing the entries.
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.entries() == other.entries(),
+        }
     }
 }
 
@@ -412,7 +497,7 @@ impl FromIterator<(AttributeName, Value)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (AttributeName, Value)>>(iter: I) -> Self {
         let mut entries: Vec<(AttributeName, Value)> = iter.into_iter().collect();
         if entries.is_sorted_by(|(a, _), (b, _)| a < b) {
-            return Self(entries);
+            return Self::from_vec(entries);
         }
         // Stable, so that among names equal but for case the first keeps its spelling and
         // the last gives the value, as inserting them one by one would.
@@ -424,7 +509,32 @@ impl FromIterator<(AttributeName, Value)> for Attributes {
                 _ => unique.push((name, value)),
             }
         }
-        Self(unique)
+        Self::from_vec(unique)
+    }
+}
+
+/// Inserts each attribute as [`Attributes::insert`] does, in one pass over the set's own copy:
+/// attributes that come in name order are appended.
+impl Extend<(AttributeName, Value)> for Attributes {
+    fn extend<I: IntoIterator<Item = (AttributeName, Value)>>(&mut self, iter: I) {
+        let entries = self.entries_mut();
+        for (name, value) in iter {
+            if entries.last().is_none_or(|(last, _)| *last < name) {
+                entries.push((name, value));
+                continue;
+            }
+            match AttributeName::search(entries, |(name, _)| name, &name) {
+                Ok(i) => {
+                    if let Some((_, slot)) = entries.get_mut(i) {
+                        *slot = value;
+                    }
+                }
+                Err(i) => entries.insert(i, (name, value)),
+            }
+        }
+        if entries.is_empty() {
+            self.0 = None;
+        }
     }
 }
 
@@ -432,7 +542,11 @@ impl IntoIterator for Attributes {
     type Item = (AttributeName, Value);
     type IntoIter = std::vec::IntoIter<(AttributeName, Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        // The vector itself when no copy shares it.
+        self.0
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or_default()
+            .into_iter()
     }
 }
 
@@ -507,6 +621,53 @@ mod tests {
 
     fn name(s: &str) -> AttributeName {
         AttributeName::parse(s).unwrap()
+    }
+
+    /// Copies share their entries until one changes; extending and removing give what
+    /// inserting one by one gives.
+    #[test]
+    fn copies_share_until_changed_and_extend_inserts() {
+        let mut a = Attributes::new();
+        a.insert(name("mail"), Value::from("a@example.com"));
+        a.insert(name("cn"), Value::from("A"));
+        let b = a.clone();
+        assert_eq!(a, b);
+        a.insert(name("MAIL"), Value::from("b@example.com"));
+        assert_eq!(b.get_str("mail"), Some(&Value::from("a@example.com")));
+        assert_eq!(a.get_str("mail"), Some(&Value::from("b@example.com")));
+        assert_eq!(
+            a.get_key_value(&name("Mail")).map(|(n, _)| n.as_str()),
+            Some("mail")
+        );
+        assert_ne!(a, b);
+
+        let items = [
+            ("uid", "1"),
+            ("CN", "B"),
+            ("zz", "2"),
+            ("Uid", "3"),
+            ("aa", "4"),
+        ];
+        let mut one_by_one = b.clone();
+        let mut extended = b.clone();
+        for (n, v) in items {
+            one_by_one.insert(name(n), Value::from(v));
+        }
+        extended.extend(items.iter().map(|(n, v)| (name(n), Value::from(*v))));
+        let spelled = |x: &Attributes| -> Vec<(String, Value)> {
+            x.iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+                .collect()
+        };
+        assert_eq!(spelled(&one_by_one), spelled(&extended));
+        assert_eq!(b.len(), 2);
+
+        let mut emptied = b.clone();
+        emptied.remove(&name("cn"));
+        emptied.remove(&name("mail"));
+        assert!(emptied.is_empty());
+        assert_eq!(emptied, Attributes::new());
+        assert_eq!(b.into_iter().count(), 2);
     }
 
     #[test]

@@ -220,16 +220,31 @@ impl ExternalId {
 
     /// Parses an external id.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
+        Self::check(s)?;
+        Ok(Self(s.into()))
+    }
+
+    /// Parses an external id held as shared text, sharing it: the id of a connector object
+    /// is usually the text of one of its attributes, and needs no copy of its own.
+    pub fn from_text(text: &crate::Text) -> Result<Self, ParseError> {
+        Self::check(text)?;
+        Ok(Self(text.shared()))
+    }
+
+    fn check(s: &str) -> Result<(), ParseError> {
         const WHAT: &str = "external id";
         check_len(WHAT, s, Self::MAX_LEN)?;
+        // Most ids are printable ASCII, decided a byte at a time.
+        if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Ok(());
+        }
         check_chars(
             WHAT,
             s,
             "control characters are not allowed",
             |c| !c.is_control(),
             |c| !c.is_control(),
-        )?;
-        Ok(Self(s.into()))
+        )
     }
 }
 
@@ -454,7 +469,12 @@ fn derive_uuid(namespace: &str, name: &[u8]) -> Uuid {
 
 /// Names one connector object: an object of `object_type` known by `external_id` in the system
 /// behind `connector`. This is the key of the management space.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// It hashes as its external id alone: that tells connector objects apart almost always, and
+/// the management space hashes a reference several times per change event. Equal references
+/// hash alike, as a hash must; two objects of different connectors with one external id only
+/// share a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConnectorObjectRef {
     /// The connector the object was imported from.
     pub connector: ConnectorId,
@@ -462,6 +482,13 @@ pub struct ConnectorObjectRef {
     pub object_type: ObjectType,
     /// The object's id in the connected system.
     pub external_id: ExternalId,
+}
+
+impl std::hash::Hash for ConnectorObjectRef {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.external_id.hash(state);
+    }
 }
 
 impl fmt::Display for ConnectorObjectRef {

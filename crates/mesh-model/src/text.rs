@@ -29,6 +29,12 @@ impl Text {
         &self.0
     }
 
+    /// Returns the shared allocation, for the ids that share a value's text.
+    #[inline]
+    pub(crate) fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+
     /// Returns true when both share one allocation (so they are equal without reading them).
     #[inline]
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {

@@ -18,13 +18,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::data::TimedEvent;
 use chrono::{DateTime, Utc};
 use mesh_engine::{
-    Contribution, CorrelateInput, DisconnectorDirectory, Link, MeshDirectory, MeshObjectState,
-    Override, ProjectInput, RuleSet, TargetState, Trace, TransformError, UpdateSources, correlate,
-    flow, join_key, join_key_ref, project, retry_queries, update_mesh_object_in_place,
+    Contribution, CorrelateInput, DisconnectorDirectory, Found, Link, MeshDirectory,
+    MeshObjectState, Override, ProjectInput, RuleSet, TargetState, Trace, TransformError,
+    UpdateSources, correlate, correlate::mesh_object_id, flow, join_key, join_key_ref, project,
+    retry_queries, update_mesh_object_in_place,
 };
 use mesh_model::{
     AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
-    EventId, ExportCommand, IdNamespace, JoinState, MeshObjectId, ObjectType, Value,
+    EventId, ExportCommand, IdNamespace, JoinState, MeshObjectId, ObjectType, Text, Value,
 };
 use smallvec::SmallVec;
 
@@ -73,9 +74,12 @@ pub struct World {
     objects: WorldMap<ConnectorObjectRef, ConnectorObjectRecord>,
     mesh: WorldMap<MeshObjectId, MeshRecord>,
     /// Resolved values of join-target attributes: type → folded name → key → mesh objects.
-    /// A few (type, attribute) pairs, so a list; the keys of each in a hash map.
-    attribute_index: Vec<(ObjectType, AttributeName, WorldMap<String, Matches>)>,
-    anchors: WorldMap<ObjectType, WorldMap<String, MeshObjectId>>,
+    /// A few (type, attribute) pairs, so a list; the keys of each in a hash map. A key that
+    /// is text shares the resolved value's allocation.
+    ///
+    /// There is no index of anchors: a mesh object's id is derived from its type and anchor
+    /// ([`mesh_object_id`]), and mesh objects are never removed, so the mesh map is one.
+    attribute_index: Vec<(ObjectType, AttributeName, WorldMap<Text, Matches>)>,
     /// Unjoined connector objects by (connector, type, folded source attribute) → key.
     unjoined_index:
         BTreeMap<(ConnectorId, ObjectType, String), BTreeMap<String, BTreeSet<ConnectorObjectRef>>>,
@@ -230,7 +234,6 @@ impl World {
             objects: WorldMap::default(),
             mesh: WorldMap::default(),
             attribute_index: Vec::new(),
-            anchors: WorldMap::default(),
             unjoined_index: BTreeMap::new(),
             exports: Vec::new(),
             keep_exports: true,
@@ -341,11 +344,8 @@ impl World {
                 value,
                 reason,
             } => {
-                let id = self
-                    .anchors
-                    .get(object_type)
-                    .and_then(|a| a.get(anchor))
-                    .copied()
+                let id = Directory(self)
+                    .find_by_anchor(object_type, anchor)
                     .ok_or_else(|| WorldError::NoSuchMeshObject {
                         object_type: object_type.to_string(),
                         anchor: anchor.clone(),
@@ -512,7 +512,7 @@ impl World {
         })?;
         let external_id = attributes
             .get(id_attribute)
-            .and_then(join_key_ref)
+            .and_then(join_key_text)
             .ok_or_else(|| WorldError::MissingExternalId {
                 connector: connector.to_string(),
                 attribute: id_attribute.to_string(),
@@ -521,7 +521,8 @@ impl World {
             // The rule set's copy, as for the type.
             connector: definition.name.clone(),
             object_type,
-            external_id: mesh_model::ExternalId::parse(&external_id)
+            // Shares the attribute's text.
+            external_id: mesh_model::ExternalId::from_text(&external_id)
                 .map_err(|e| WorldError::Invalid(e.to_string()))?,
         })
     }
@@ -620,17 +621,9 @@ impl World {
             }
         }
 
-        if let Some(new) = &correlation.new_mesh_object {
-            self.anchors
-                .entry(new.object_type.clone())
-                .or_default()
-                .insert(new.anchor.clone(), new.id);
+        if let Some(new) = correlation.new_mesh_object {
             self.mesh.entry(new.id).or_insert_with(|| MeshRecord {
-                state: MeshObjectState::new(
-                    new.id,
-                    new.object_type.clone(),
-                    Some(new.anchor.clone()),
-                ),
+                state: MeshObjectState::new(new.id, new.object_type, Some(new.anchor)),
                 links: Vec::new(),
                 contributions: Vec::new(),
                 composed: Vec::new(),
@@ -814,9 +807,15 @@ impl World {
         object_type: &ObjectType,
         changes: &[mesh_model::AttributeChange],
     ) {
+        // The targets of the type's join rules, looked up once for all the changes.
+        let rules = &self.rules;
+        let targets = rules.join_target_names(object_type);
+        let is_target = |name: &AttributeName| match targets {
+            Some(names) => names.contains(name),
+            None => rules.is_join_target(object_type, name.key()),
+        };
         for change in changes {
-            let folded = change.name.key();
-            if !self.rules.is_join_target(object_type, folded) {
+            if !is_target(&change.name) {
                 continue;
             }
             let slot = self
@@ -840,11 +839,14 @@ impl World {
             {
                 by_name.remove(old.as_ref());
             }
-            if let Some(new) = join_key_ref(&change.new) {
-                match by_name.get_mut(new.as_ref()) {
-                    Some(matches) => matches.insert(id),
-                    None => {
-                        by_name.insert(new.into_owned(), Matches::One(id));
+            if let Some(new) = join_key_text(&change.new) {
+                // One search: the key is a shared copy, as cheap to give as to lend.
+                match by_name.entry(new) {
+                    std::collections::hash_map::Entry::Occupied(mut slot) => {
+                        slot.get_mut().insert(id)
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(Matches::One(id));
                     }
                 }
             }
@@ -911,6 +913,14 @@ fn attributes_of(old: &[Contribution], new: &[Contribution]) -> ChangedAttribute
     old.iter().chain(new).map(|c| c.attribute.clone()).collect()
 }
 
+/// The join key of `value` as text: for text, the value's own (shared) text, without a copy.
+fn join_key_text(value: &Value) -> Option<Text> {
+    match value {
+        Value::String(text) => (!text.is_empty()).then(|| text.clone()),
+        other => join_key(other).map(Text::from),
+    }
+}
+
 /// The world as the ports see it.
 struct Directory<'a>(&'a World);
 
@@ -926,12 +936,43 @@ impl MeshDirectory for Directory<'_> {
             .iter()
             .find(|(t, name, _)| t == object_type && name == attribute)
             .and_then(|(_, _, by_key)| by_key.get(key))
-            .map(|matches| matches.ids().iter().copied().collect())
+            .map(|matches| {
+                // Inserted one by one: collecting goes through a vector, a second allocation.
+                let mut ids = BTreeSet::new();
+                for id in matches.ids() {
+                    ids.insert(*id);
+                }
+                ids
+            })
             .unwrap_or_default()
     }
 
+    fn find_found_by_attribute(
+        &self,
+        object_type: &ObjectType,
+        attribute: &AttributeName,
+        key: &str,
+    ) -> Found {
+        match self
+            .0
+            .attribute_index
+            .iter()
+            .find(|(t, name, _)| t == object_type && name == attribute)
+            .and_then(|(_, _, by_key)| by_key.get(key))
+        {
+            None => Found::None,
+            Some(Matches::One(id)) => Found::One(*id),
+            Some(Matches::Many(ids)) => Found::Several(ids.iter().copied().collect()),
+        }
+    }
+
     fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId> {
-        self.0.anchors.get(object_type)?.get(key).copied()
+        // The id a mesh object anchored on `key` has; its anchor is compared as well, so the
+        // answer does not rest on the derivation being free of collisions.
+        let id = mesh_object_id(object_type, key);
+        let record = self.0.mesh.get(&id)?;
+        (record.state.object_type == *object_type && record.state.anchor.as_deref() == Some(key))
+            .then_some(id)
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use mesh_engine::correlate::JoinQuery;
 use mesh_engine::{
-    DisconnectorDirectory, JoinLookups, Lineage, MeshDirectory, MeshObjectState, NewMeshObject,
+    DisconnectorDirectory, JoinLookups, LineageMap, MeshDirectory, MeshObjectState, NewMeshObject,
     Override, RetryQuery,
 };
 use mesh_model::{
@@ -572,7 +572,7 @@ pub(crate) fn mesh_object_state(row: &PgRow) -> Result<MeshObjectState, StoreErr
     let lifecycle: String = row.get(4);
     let attributes: Json = row.get(6);
     let lineage: Json = row.get(7);
-    let lineage: BTreeMap<AttributeName, Lineage> = serde_json::from_value(lineage)
+    let lineage: LineageMap = serde_json::from_value(lineage)
         .map_err(|e| malformed("mesh object lineage")(e.to_string()))?;
     Ok(MeshObjectState {
         id: MeshObjectId::from_uuid(row.get(0)),
