@@ -177,7 +177,7 @@ pub fn correlate(
             continue;
         };
         let mut matches =
-            directory.find_found_by_attribute(&object.object_type, &rule.target_attribute, &key);
+            directory.find_by_attribute(&object.object_type, &rule.target_attribute, &key);
         let mut how = "attribute";
         if matches.is_empty()
             && let Some(id) = directory.find_by_anchor(&object.object_type, &key)

@@ -19,30 +19,19 @@ use mesh_model::{AttributeName, ConnectorId, ConnectorObjectRef, MeshObjectId, O
 
 /// Searches mesh objects for correlation.
 pub trait MeshDirectory {
-    /// Returns the mesh objects of `object_type` whose resolved `attribute` has join key `key`.
-    /// Two results are enough to call a match ambiguous; an implementation may stop there.
+    /// Returns the mesh objects of `object_type` whose resolved `attribute` has join key `key`:
+    /// none, one (the usual answer, given without building a set), or several. Two are enough
+    /// to call a match ambiguous; an implementation may stop there.
     fn find_by_attribute(
         &self,
         object_type: &ObjectType,
         attribute: &AttributeName,
         key: &str,
-    ) -> BTreeSet<MeshObjectId>;
+    ) -> Found;
 
     /// Returns the mesh object of `object_type` anchored on `key`, if there is one (anchors are
     /// unique per object type).
     fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId>;
-
-    /// Returns what [`MeshDirectory::find_by_attribute`] returns, as a [`Found`]: what
-    /// correlation asks. The usual answer is one mesh object, which an implementation that
-    /// overrides this gives without building a set; the default builds the set and converts it.
-    fn find_found_by_attribute(
-        &self,
-        object_type: &ObjectType,
-        attribute: &AttributeName,
-        key: &str,
-    ) -> Found {
-        Found::from(self.find_by_attribute(object_type, attribute, key))
-    }
 }
 
 /// The mesh objects a search found: none, one, or several (in id order).
@@ -119,7 +108,7 @@ pub fn join_key_ref(value: &Value) -> Option<Cow<'_, str>> {
 /// store cannot be searched synchronously. A search not answered here finds nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinLookups {
-    by_attribute: BTreeMap<(ObjectType, String, String), BTreeSet<MeshObjectId>>,
+    by_attribute: BTreeMap<(ObjectType, String, String), Found>,
     by_anchor: BTreeMap<(ObjectType, String), MeshObjectId>,
 }
 
@@ -137,8 +126,10 @@ impl JoinLookups {
         key: String,
         matches: BTreeSet<MeshObjectId>,
     ) {
-        self.by_attribute
-            .insert((object_type, attribute.key().to_owned(), key), matches);
+        self.by_attribute.insert(
+            (object_type, attribute.key().to_owned(), key),
+            Found::from(matches),
+        );
     }
 
     /// Records the answer to an anchor search.
@@ -158,7 +149,7 @@ impl MeshDirectory for JoinLookups {
         object_type: &ObjectType,
         attribute: &AttributeName,
         key: &str,
-    ) -> BTreeSet<MeshObjectId> {
+    ) -> Found {
         self.by_attribute
             .get(&(
                 object_type.clone(),
@@ -166,7 +157,7 @@ impl MeshDirectory for JoinLookups {
                 key.to_owned(),
             ))
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or(Found::None)
     }
 
     fn find_by_anchor(&self, object_type: &ObjectType, key: &str) -> Option<MeshObjectId> {

@@ -773,9 +773,10 @@ fn write_flow_winners(
                 .iter()
                 .map(|&(name, winner)| (name.clone(), winner.value.clone())),
         );
+        // A journal of a state that had no attributes records nothing: skip the copies.
         if !journal.all_new {
             for &(name, _) in winners {
-                journal.record(name.clone(), None);
+                journal.entries.push((name.clone(), None));
             }
         }
         *attributes = after;

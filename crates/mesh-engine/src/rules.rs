@@ -307,11 +307,28 @@ pub(crate) struct ObjectTypeRules {
 /// pointer alone; only then are texts compared (two ids of one length, `hr` and `ad`, cost a
 /// comparison of their bytes each).
 fn find<'a, K: PartialEq + AsRef<str>, V>(list: &'a [(K, V)], key: &K) -> Option<&'a V> {
+    find_among(list.iter(), key)
+}
+
+/// [`find`] over the entries `list` gives.
+fn find_among<'a, K: PartialEq + AsRef<str> + 'a, V: 'a>(
+    list: impl Iterator<Item = &'a (K, V)> + Clone,
+    key: &K,
+) -> Option<&'a V> {
     let wanted: *const str = key.as_ref();
-    list.iter()
+    list.clone()
         .find(|(k, _)| std::ptr::eq(k.as_ref(), wanted))
-        .or_else(|| list.iter().find(|(k, _)| k == key))
+        .or_else(|| list.into_iter().find(|(k, _)| k == key))
         .map(|(_, v)| v)
+}
+
+/// Makes `value` the copy of it in `pool` (by `same`), or adds it there: the rule set's names
+/// shared, one allocation per name, so that comparisons settle on a shared pointer.
+fn share<T: Clone>(pool: &mut Vec<T>, value: &mut T, same: impl Fn(&T, &T) -> bool) {
+    match pool.iter().find(|s| same(s, value)) {
+        Some(s) => *value = s.clone(),
+        None => pool.push(value.clone()),
+    }
 }
 
 /// Every connector and rule, checked and indexed for the stages.
@@ -350,19 +367,12 @@ impl RuleSet {
     /// object's with a projection rule's) settle on a shared pointer without reading text.
     fn share_object_types(&mut self) {
         let mut shared: Vec<ObjectType> = Vec::new();
+        let mut share = |t: &mut ObjectType| share(&mut shared, t, |a, b| a == b);
         for connector in self.connectors.values_mut() {
             for t in &mut connector.object_types {
-                match shared.iter().find(|s| **s == *t) {
-                    Some(s) => *t = s.clone(),
-                    None => shared.push(t.clone()),
-                }
+                share(t);
             }
         }
-        let share = |t: &mut ObjectType| {
-            if let Some(s) = shared.iter().find(|s| **s == *t) {
-                *t = s.clone();
-            }
-        };
         for rules in self.join_rules.values_mut() {
             for rule in rules {
                 if let Some(t) = rule.object_type.as_mut() {
@@ -385,7 +395,7 @@ impl RuleSet {
                 share(&mut rule.object_type);
             }
         }
-        fn keys<V>(map: &mut BTreeMap<ObjectType, V>, share: impl Fn(&mut ObjectType)) {
+        fn keys<V>(map: &mut BTreeMap<ObjectType, V>, mut share: impl FnMut(&mut ObjectType)) {
             *map = std::mem::take(map)
                 .into_iter()
                 .map(|(mut t, v)| {
@@ -394,7 +404,7 @@ impl RuleSet {
                 })
                 .collect();
         }
-        keys(&mut self.composers, share);
+        keys(&mut self.composers, &mut share);
         keys(&mut self.join_targets, share);
     }
 
@@ -403,12 +413,11 @@ impl RuleSet {
     /// settles on a shared pointer (a name longer than the twelve bytes kept beside it is
     /// otherwise compared by its text).
     fn share_attribute_names(&mut self) {
+        // By spelling: a shared name must keep the spelling it stands for.
         let mut shared: Vec<AttributeName> = Vec::new();
-        let mut share =
-            |name: &mut AttributeName| match shared.iter().find(|s| s.as_str() == name.as_str()) {
-                Some(s) => *name = s.clone(),
-                None => shared.push(name.clone()),
-            };
+        let mut share = |name: &mut AttributeName| {
+            share(&mut shared, name, |a, b| a.as_str() == b.as_str());
+        };
         for rules in self.inbound.values_mut().chain(self.outbound.values_mut()) {
             for rule in rules {
                 share(&mut rule.target_attribute);
@@ -500,16 +509,11 @@ impl RuleSet {
     /// [`RuleSet::connector`] for the connectors lifecycle reads, searched among the
     /// authoritative ones only.
     pub fn authoritative_connector(&self, name: &ConnectorId) -> Option<&Connector> {
-        let authoritative = || {
-            self.authoritative
-                .iter()
-                .filter_map(|i| self.by_connector.get(*i))
-        };
-        let wanted: *const str = name.as_str();
-        authoritative()
-            .find(|(id, _)| std::ptr::eq(id.as_str(), wanted))
-            .or_else(|| authoritative().find(|(id, _)| id == name))
-            .map(|(_, rules)| &rules.connector)
+        let authoritative = self
+            .authoritative
+            .iter()
+            .filter_map(|i| self.by_connector.get(*i));
+        find_among(authoritative, name).map(|rules| &rules.connector)
     }
 
     /// Returns the access policy of the risk service, when the rule set has one.

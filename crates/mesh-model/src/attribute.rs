@@ -83,21 +83,16 @@ fn cmp_tail(a: &[u8], b: &[u8]) -> Ordering {
 /// reads less than a binary search. The scan's steps are written out rather than comparing
 /// heads as pairs, which makes an ordering of every step and branches on it again.
 #[inline]
-fn search_sorted<T>(
-    items: &[T],
-    name_of: impl Fn(&T) -> &AttributeName,
+fn search_sorted<V>(
+    items: &[(AttributeName, V)],
     head: Head,
     tail: impl Fn(&AttributeName) -> Ordering,
 ) -> Result<usize, usize> {
     let Head(high, low) = head;
     if items.len() > LINEAR_SEARCH_MAX {
-        return items.binary_search_by(|item| {
-            let name = name_of(item);
-            name.head().cmp(&head).then_with(|| tail(name))
-        });
+        return items.binary_search_by(|(name, _)| name.head().cmp(&head).then_with(|| tail(name)));
     }
-    for (i, item) in items.iter().enumerate() {
-        let name = name_of(item);
+    for (i, (name, _)) in items.iter().enumerate() {
         if name.head_high != high {
             if name.head_high > high {
                 return Err(i);
@@ -120,24 +115,6 @@ fn search_sorted<T>(
 }
 
 impl AttributeName {
-    /// Finds `wanted` in `items`, sorted by the names `name_of` gives: `Ok` with its place, or
-    /// `Err` with where it would go. For short lists kept in name order, such as
-    /// [`Attributes`]; up to sixteen entries it scans, beyond that it bisects.
-    #[inline]
-    pub fn search<T>(
-        items: &[T],
-        name_of: impl Fn(&T) -> &AttributeName,
-        wanted: &AttributeName,
-    ) -> Result<usize, usize> {
-        search_sorted(items, name_of, wanted.head(), |name| {
-            if Arc::ptr_eq(&name.text, &wanted.text) {
-                Ordering::Equal
-            } else {
-                cmp_tail(name.key_bytes(), wanted.key_bytes())
-            }
-        })
-    }
-
     /// The longest attribute name accepted, in bytes.
     pub const MAX_LEN: usize = 512;
 
@@ -331,25 +308,292 @@ impl From<AttributeName> for String {
     }
 }
 
-/// Up to this many attributes a lookup scans rather than bisects.
+/// Up to this many entries a lookup scans rather than bisects.
 const LINEAR_SEARCH_MAX: usize = 16;
 
-/// A set of attributes: case-insensitive names to typed values, in a deterministic order.
+/// Case-insensitive attribute names to values of `V`, in name order: the map under
+/// [`Attributes`] and under a mesh object's lineage.
 ///
-/// Inserting a name that differs only in case replaces the value and keeps the first spelling.
+/// Inserting a name that differs only in case replaces the value and keeps the first spelling,
+/// as a `BTreeMap<AttributeName, V>` does; the order, the debug form and the serialized form
+/// are the B-tree map's too.
 ///
 /// Held as one vector sorted by folded name rather than a B-tree: records carry a handful to a
 /// few dozen attributes, and for those a sorted vector searches as fast and takes a tenth of
-/// the memory of a B-tree node. Building from an iterator sorts once, so a large record does
-/// not pay a shift per insert.
+/// the memory of a B-tree node. Entries that come in name order are appended without a
+/// search; building from an iterator sorts once, so a large record does not pay a shift per
+/// insert.
+#[derive(Clone, PartialEq)]
+pub struct NameMap<V>(Vec<(AttributeName, V)>);
+
+impl<V> Default for NameMap<V> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<V> NameMap<V> {
+    /// Returns an empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns an empty map with room for `capacity` entries.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
+    /// Where the entry of `wanted` is, or would go.
+    #[inline]
+    fn position_of(&self, wanted: &AttributeName) -> Result<usize, usize> {
+        search_sorted(&self.0, wanted.head(), |name| {
+            if Arc::ptr_eq(&name.text, &wanted.text) {
+                Ordering::Equal
+            } else {
+                cmp_tail(name.key_bytes(), wanted.key_bytes())
+            }
+        })
+    }
+
+    /// Where the entry whose folded name is `key` is, or would go.
+    #[inline]
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        let bytes = key.as_bytes();
+        search_sorted(&self.0, Head::of(bytes), |name| {
+            cmp_tail(name.key_bytes(), bytes)
+        })
+    }
+
+    /// Returns the value of `name`.
+    #[inline]
+    pub fn get(&self, name: &AttributeName) -> Option<&V> {
+        let i = self.position_of(name).ok()?;
+        self.0.get(i).map(|(_, value)| value)
+    }
+
+    /// Returns the name as spelled in the map, and the value, of `name`.
+    #[inline]
+    pub fn get_key_value(&self, name: &AttributeName) -> Option<(&AttributeName, &V)> {
+        let i = self.position_of(name).ok()?;
+        self.0.get(i).map(|(n, value)| (n, value))
+    }
+
+    /// Returns the value of `name`, to change it.
+    #[inline]
+    pub fn get_mut(&mut self, name: &AttributeName) -> Option<&mut V> {
+        let i = self.position_of(name).ok()?;
+        self.0.get_mut(i).map(|(_, value)| value)
+    }
+
+    /// Returns the value whose folded name is `key` (see [`AttributeName::fold`]); no
+    /// allocation.
+    #[inline]
+    pub fn get_folded(&self, key: &str) -> Option<&V> {
+        let i = self.position(key).ok()?;
+        self.0.get(i).map(|(_, value)| value)
+    }
+
+    /// Returns true when `name` has a value.
+    #[inline]
+    pub fn contains_key(&self, name: &AttributeName) -> bool {
+        self.position_of(name).is_ok()
+    }
+
+    /// Sets `name` to `value`, returning the previous value; an entry already present keeps
+    /// its spelling.
+    pub fn insert(&mut self, name: AttributeName, value: V) -> Option<V> {
+        // Mostly built in name order: appending needs no search.
+        if self.0.last().is_none_or(|(last, _)| *last < name) {
+            self.0.push((name, value));
+            return None;
+        }
+        match self.position_of(&name) {
+            Ok(i) => self
+                .0
+                .get_mut(i)
+                .map(|(_, slot)| std::mem::replace(slot, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `name`, returning its value.
+    pub fn remove(&mut self, name: &AttributeName) -> Option<V> {
+        let i = self.position_of(name).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// Keeps only the entries for which `keep` returns true, visiting them in name order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&AttributeName, &mut V) -> bool) {
+        self.0.retain_mut(|(name, value)| keep(name, value));
+    }
+
+    /// Reserves room for `additional` more entries.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
+    /// Returns the number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Returns true when there are no entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Iterates over the entries in name order.
+    #[inline]
+    pub fn iter(&self) -> NameMapIter<'_, V> {
+        NameMapIter(self.0.iter())
+    }
+
+    /// Iterates over the names in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &AttributeName> + '_ {
+        self.0.iter().map(|(name, _)| name)
+    }
+
+    /// Iterates over the values in name order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + '_ {
+        self.0.iter().map(|(_, value)| value)
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for NameMap<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V> FromIterator<(AttributeName, V)> for NameMap<V> {
+    fn from_iter<I: IntoIterator<Item = (AttributeName, V)>>(iter: I) -> Self {
+        let mut entries: Vec<(AttributeName, V)> = iter.into_iter().collect();
+        if entries.is_sorted_by(|(a, _), (b, _)| a < b) {
+            return Self(entries);
+        }
+        // Stable, so that among names equal but for case the first keeps its spelling and
+        // the last gives the value, as inserting them one by one would.
+        entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let mut unique: Vec<(AttributeName, V)> = Vec::with_capacity(entries.len());
+        for (name, value) in entries {
+            match unique.last_mut() {
+                Some((last, slot)) if *last == name => *slot = value,
+                _ => unique.push((name, value)),
+            }
+        }
+        Self(unique)
+    }
+}
+
+/// Inserts each entry as [`NameMap::insert`] does: entries that come in name order are
+/// appended.
+impl<V> Extend<(AttributeName, V)> for NameMap<V> {
+    fn extend<I: IntoIterator<Item = (AttributeName, V)>>(&mut self, iter: I) {
+        for (name, value) in iter {
+            self.insert(name, value);
+        }
+    }
+}
+
+impl<V> From<std::collections::BTreeMap<AttributeName, V>> for NameMap<V> {
+    fn from(map: std::collections::BTreeMap<AttributeName, V>) -> Self {
+        // Already in order and unique.
+        Self(map.into_iter().collect())
+    }
+}
+
+impl<V> IntoIterator for NameMap<V> {
+    type Item = (AttributeName, V);
+    type IntoIter = std::vec::IntoIter<(AttributeName, V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a NameMap<V> {
+    type Item = (&'a AttributeName, &'a V);
+    type IntoIter = NameMapIter<'a, V>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// An iterator over a [`NameMap`] in name order.
+#[derive(Debug, Clone)]
+pub struct NameMapIter<'a, V>(std::slice::Iter<'a, (AttributeName, V)>);
+
+impl<'a, V> Iterator for NameMapIter<'a, V> {
+    type Item = (&'a AttributeName, &'a V);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(name, value)| (name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<V> DoubleEndedIterator for NameMapIter<'_, V> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|(name, value)| (name, value))
+    }
+}
+
+impl<V> ExactSizeIterator for NameMapIter<'_, V> {}
+
+impl<V> std::iter::FusedIterator for NameMapIter<'_, V> {}
+
+/// A map from name (as spelled) to value, in name order.
+impl<V: Serialize> Serialize for NameMap<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for NameMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(std::marker::PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> de::Visitor<'de> for MapVisitor<V> {
+            type Value = NameMap<V>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of attribute names to values")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<NameMap<V>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+                while let Some(entry) = map.next_entry::<AttributeName, V>()? {
+                    entries.push(entry);
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A set of attributes: case-insensitive names to typed values, in a deterministic order (a
+/// [`NameMap`] of values).
 ///
-/// Copies share the vector, which is copied on the first change of a shared set (clone on
+/// Copies share the map, which is copied on the first change of a shared set (clone on
 /// write): a record's attributes are copied whole into the management space, into what a
 /// target holds and into each export command, and are rarely changed afterwards, so a copy
 /// costs a reference count where it cost an allocation and a copy of every name and value.
-/// An empty set holds no vector at all.
+/// An empty set holds no map at all.
 #[derive(Clone, Default)]
-pub struct Attributes(Option<Arc<Vec<(AttributeName, Value)>>>);
+pub struct Attributes(Option<Arc<NameMap<Value>>>);
+
+/// An iterator over [`Attributes`] in name order.
+pub type AttributesIter<'a> = NameMapIter<'a, Value>;
 
 impl Attributes {
     /// Returns an empty set.
@@ -359,75 +603,34 @@ impl Attributes {
 
     /// Returns an empty set with room for `capacity` attributes.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self((capacity > 0).then(|| Arc::new(Vec::with_capacity(capacity))))
+        Self((capacity > 0).then(|| Arc::new(NameMap::with_capacity(capacity))))
     }
 
-    fn from_vec(entries: Vec<(AttributeName, Value)>) -> Self {
-        Self((!entries.is_empty()).then(|| Arc::new(entries)))
+    fn from_map(map: NameMap<Value>) -> Self {
+        Self((!map.is_empty()).then(|| Arc::new(map)))
     }
 
-    /// The entries, in name order.
+    /// The map to change: this set's own copy, made now if the map is shared.
     #[inline]
-    fn entries(&self) -> &[(AttributeName, Value)] {
-        match &self.0 {
-            Some(entries) => entries,
-            None => &[],
-        }
-    }
-
-    /// The entries to change: this set's own copy, made now if the vector is shared.
-    #[inline]
-    fn entries_mut(&mut self) -> &mut Vec<(AttributeName, Value)> {
+    fn map_mut(&mut self) -> &mut NameMap<Value> {
         Arc::make_mut(self.0.get_or_insert_with(Default::default))
-    }
-
-    #[inline]
-    fn position(&self, key: &str) -> Result<usize, usize> {
-        let bytes = key.as_bytes();
-        search_sorted(
-            self.entries(),
-            |(name, _)| name,
-            Head::of(bytes),
-            |name| cmp_tail(name.key_bytes(), bytes),
-        )
-    }
-
-    #[inline]
-    fn position_of(&self, wanted: &AttributeName) -> Result<usize, usize> {
-        AttributeName::search(self.entries(), |(name, _)| name, wanted)
     }
 
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: AttributeName, value: Value) -> Option<Value> {
-        // Attributes are mostly built in name order: appending needs no search.
-        if self.entries().last().is_none_or(|(last, _)| *last < name) {
-            self.entries_mut().push((name, value));
-            return None;
-        }
-        match self.position_of(&name) {
-            Ok(i) => self
-                .entries_mut()
-                .get_mut(i)
-                .map(|(_, slot)| std::mem::replace(slot, value)),
-            Err(i) => {
-                self.entries_mut().insert(i, (name, value));
-                None
-            }
-        }
+        self.map_mut().insert(name, value)
     }
 
     /// Returns the value of `name`.
     #[inline]
     pub fn get(&self, name: &AttributeName) -> Option<&Value> {
-        let i = self.position_of(name).ok()?;
-        self.entries().get(i).map(|(_, value)| value)
+        self.0.as_ref()?.get(name)
     }
 
     /// Returns the name as spelled in the set, and the value, of `name`.
     #[inline]
     pub fn get_key_value(&self, name: &AttributeName) -> Option<(&AttributeName, &Value)> {
-        let i = self.position_of(name).ok()?;
-        self.entries().get(i).map(|(n, value)| (n, value))
+        self.0.as_ref()?.get_key_value(name)
     }
 
     /// Returns the value of the attribute whose name, in any case, is `name`.
@@ -442,47 +645,51 @@ impl Attributes {
     /// [`AttributeName::fold`]); no allocation.
     #[inline]
     pub fn get_folded(&self, key: &str) -> Option<&Value> {
-        let i = self.position(key).ok()?;
-        self.entries().get(i).map(|(_, value)| value)
+        self.0.as_ref()?.get_folded(key)
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &AttributeName) -> Option<Value> {
-        let i = self.position_of(name).ok()?;
-        let entries = self.entries_mut();
-        let (_, value) = entries.remove(i);
-        if entries.is_empty() {
+        // A shared map is copied only when there is something to remove.
+        let shared = self.0.as_mut().filter(|map| map.contains_key(name))?;
+        let map = Arc::make_mut(shared);
+        let value = map.remove(name);
+        if map.is_empty() {
             self.0 = None;
         }
-        Some(value)
+        value
     }
 
     /// Returns the number of attributes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.entries().len()
+        self.0.as_ref().map_or(0, |map| map.len())
     }
 
     /// Returns true when there are no attributes.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.entries().is_empty()
+        self.len() == 0
     }
 
     /// Iterates over the attributes in name order.
     #[inline]
     pub fn iter(&self) -> AttributesIter<'_> {
-        AttributesIter(self.entries().iter())
+        match &self.0 {
+            Some(map) => map.iter(),
+            None => NameMapIter([].iter()),
+        }
     }
 }
 
 impl PartialEq for Attributes {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        // Copies share their vector: equal without comparing the entries.
+        // Copies share their map: equal without comparing the entries.
         match (&self.0, &other.0) {
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
-            _ => self.entries() == other.entries(),
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            (None, None) => true,
+            _ => false,
         }
     }
 }
@@ -495,44 +702,15 @@ impl fmt::Debug for Attributes {
 
 impl FromIterator<(AttributeName, Value)> for Attributes {
     fn from_iter<I: IntoIterator<Item = (AttributeName, Value)>>(iter: I) -> Self {
-        let mut entries: Vec<(AttributeName, Value)> = iter.into_iter().collect();
-        if entries.is_sorted_by(|(a, _), (b, _)| a < b) {
-            return Self::from_vec(entries);
-        }
-        // Stable, so that among names equal but for case the first keeps its spelling and
-        // the last gives the value, as inserting them one by one would.
-        entries.sort_by(|(a, _), (b, _)| a.cmp(b));
-        let mut unique: Vec<(AttributeName, Value)> = Vec::with_capacity(entries.len());
-        for (name, value) in entries {
-            match unique.last_mut() {
-                Some((last, slot)) if *last == name => *slot = value,
-                _ => unique.push((name, value)),
-            }
-        }
-        Self::from_vec(unique)
+        Self::from_map(iter.into_iter().collect())
     }
 }
 
-/// Inserts each attribute as [`Attributes::insert`] does, in one pass over the set's own copy:
-/// attributes that come in name order are appended.
+/// Inserts each attribute as [`Attributes::insert`] does, into the set's own copy.
 impl Extend<(AttributeName, Value)> for Attributes {
     fn extend<I: IntoIterator<Item = (AttributeName, Value)>>(&mut self, iter: I) {
-        let entries = self.entries_mut();
-        for (name, value) in iter {
-            if entries.last().is_none_or(|(last, _)| *last < name) {
-                entries.push((name, value));
-                continue;
-            }
-            match AttributeName::search(entries, |(name, _)| name, &name) {
-                Ok(i) => {
-                    if let Some((_, slot)) = entries.get_mut(i) {
-                        *slot = value;
-                    }
-                }
-                Err(i) => entries.insert(i, (name, value)),
-            }
-        }
-        if entries.is_empty() {
+        self.map_mut().extend(iter);
+        if self.0.as_ref().is_some_and(|map| map.is_empty()) {
             self.0 = None;
         }
     }
@@ -542,7 +720,7 @@ impl IntoIterator for Attributes {
     type Item = (AttributeName, Value);
     type IntoIter = std::vec::IntoIter<(AttributeName, Value)>;
     fn into_iter(self) -> Self::IntoIter {
-        // The vector itself when no copy shares it.
+        // The map itself when no copy shares it.
         self.0
             .map(Arc::unwrap_or_clone)
             .unwrap_or_default()
@@ -558,33 +736,6 @@ impl<'a> IntoIterator for &'a Attributes {
     }
 }
 
-/// An iterator over [`Attributes`] in name order.
-#[derive(Debug, Clone)]
-pub struct AttributesIter<'a>(std::slice::Iter<'a, (AttributeName, Value)>);
-
-impl<'a> Iterator for AttributesIter<'a> {
-    type Item = (&'a AttributeName, &'a Value);
-
-    #[inline]
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(name, value)| (name, value))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
-    }
-}
-
-impl DoubleEndedIterator for AttributesIter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(name, value)| (name, value))
-    }
-}
-
-impl ExactSizeIterator for AttributesIter<'_> {}
-
-impl std::iter::FusedIterator for AttributesIter<'_> {}
-
 impl Serialize for Attributes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.iter())
@@ -593,25 +744,7 @@ impl Serialize for Attributes {
 
 impl<'de> Deserialize<'de> for Attributes {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MapVisitor;
-
-        impl<'de> de::Visitor<'de> for MapVisitor {
-            type Value = Attributes;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of attribute names to values")
-            }
-
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
-                while let Some(entry) = map.next_entry::<AttributeName, Value>()? {
-                    entries.push(entry);
-                }
-                Ok(entries.into_iter().collect())
-            }
-        }
-
-        deserializer.deserialize_map(MapVisitor)
+        NameMap::deserialize(deserializer).map(Self::from_map)
     }
 }
 

@@ -25,7 +25,7 @@ mod ids;
 mod text;
 mod value;
 
-pub use attribute::{AttributeName, Attributes, AttributesIter};
+pub use attribute::{AttributeName, Attributes, AttributesIter, NameMap, NameMapIter};
 pub use confidence::Confidence;
 pub use event::{
     AttributeChange, ChangeEvent, ChangeOperation, CorrelatedChange, DeadLetter, DevicePosture,

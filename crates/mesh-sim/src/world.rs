@@ -101,13 +101,6 @@ enum Matches {
 }
 
 impl Matches {
-    fn ids(&self) -> &[MeshObjectId] {
-        match self {
-            Self::One(id) => std::slice::from_ref(id),
-            Self::Many(ids) => ids,
-        }
-    }
-
     fn insert(&mut self, id: MeshObjectId) {
         match self {
             Self::One(one) if *one == id => {}
@@ -926,28 +919,6 @@ struct Directory<'a>(&'a World);
 
 impl MeshDirectory for Directory<'_> {
     fn find_by_attribute(
-        &self,
-        object_type: &ObjectType,
-        attribute: &AttributeName,
-        key: &str,
-    ) -> BTreeSet<MeshObjectId> {
-        self.0
-            .attribute_index
-            .iter()
-            .find(|(t, name, _)| t == object_type && name == attribute)
-            .and_then(|(_, _, by_key)| by_key.get(key))
-            .map(|matches| {
-                // Inserted one by one: collecting goes through a vector, a second allocation.
-                let mut ids = BTreeSet::new();
-                for id in matches.ids() {
-                    ids.insert(*id);
-                }
-                ids
-            })
-            .unwrap_or_default()
-    }
-
-    fn find_found_by_attribute(
         &self,
         object_type: &ObjectType,
         attribute: &AttributeName,

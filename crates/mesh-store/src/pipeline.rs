@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use mesh_engine::correlate::JoinQuery;
 use mesh_engine::{
-    DisconnectorDirectory, JoinLookups, LineageMap, MeshDirectory, MeshObjectState, NewMeshObject,
-    Override, RetryQuery,
+    DisconnectorDirectory, Found, JoinLookups, LineageMap, MeshDirectory, MeshObjectState,
+    NewMeshObject, Override, RetryQuery,
 };
 use mesh_model::{
     AttributeName, Attributes, ConnectorId, ConnectorObjectRef, EventId, ExternalId, JoinState,
@@ -408,7 +408,7 @@ impl MeshDirectory for StoreDirectory {
         object_type: &ObjectType,
         attribute: &AttributeName,
         key: &str,
-    ) -> BTreeSet<MeshObjectId> {
+    ) -> Found {
         self.lookups.find_by_attribute(object_type, attribute, key)
     }
 

@@ -64,6 +64,15 @@ impl TestDatabase {
             .connect(&self.url)
             .await?)
     }
+
+    /// Creates a fresh database, runs `schema` in it (statements separated by `;`), and
+    /// returns it with a pool on it: a target database with its tables.
+    pub async fn with_schema(schema: &'static str) -> anyhow::Result<(Self, PgPool)> {
+        let db = Self::create().await?;
+        let pool = db.pool().await?;
+        sqlx::raw_sql(schema).execute(&pool).await?;
+        Ok((db, pool))
+    }
 }
 
 impl Drop for TestDatabase {

@@ -313,13 +313,10 @@ async fn run() {
     let burst = env_or("BENCH_BURST", 3000) as u32;
 
     let slapd = Slapd::start().await.unwrap();
-    let payroll = TestDatabase::create().await.unwrap();
-    let payroll_pool = payroll.pool().await.unwrap();
-    sqlx::raw_sql(
+    let (payroll, _) = TestDatabase::with_schema(
         "CREATE TABLE public.employees (employee_id text PRIMARY KEY, display_name text, \
          active boolean NOT NULL DEFAULT true)",
     )
-    .execute(&payroll_pool)
     .await
     .unwrap();
     let scim = ScimServer::start().await;

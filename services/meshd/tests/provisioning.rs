@@ -263,13 +263,10 @@ async fn scim_user(scim: &ScimServer, user_name: &str) -> Option<serde_json::Val
 async fn joiner_mover_leaver_and_rejoin_land_exactly_once_in_ldap_postgres_and_scim() {
     let slapd = Slapd::start().await.unwrap();
     let directory = Directory { url: slapd.url() };
-    let payroll = TestDatabase::create().await.unwrap();
-    let payroll_pool = payroll.pool().await.unwrap();
-    sqlx::raw_sql(
+    let (payroll, payroll_pool) = TestDatabase::with_schema(
         "CREATE TABLE public.employees (employee_id text PRIMARY KEY, display_name text, \
          department text, active boolean NOT NULL DEFAULT true)",
     )
-    .execute(&payroll_pool)
     .await
     .unwrap();
     // The SCIM target is down when the joiner arrives: its port is chosen now, its server

@@ -54,22 +54,19 @@ spec: {{ connector: payroll, direction: outbound, sourceAttribute: Phone,
 
 /// A target database with the `employees` table and a trigger that logs every write to it.
 pub async fn target_database() -> (TestDatabase, PgPool) {
-    let db = TestDatabase::create().await.unwrap();
-    let pool = db.pool().await.unwrap();
-    for statement in [
+    TestDatabase::with_schema(
         "CREATE TABLE public.employees (employee_id text PRIMARY KEY, display_name text, \
-         department text, phone text)",
-        "CREATE TABLE public.employee_writes (seq bigserial PRIMARY KEY, op text NOT NULL, \
-         employee_id text NOT NULL)",
-        "CREATE FUNCTION public.log_employee_write() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         department text, phone text); \
+         CREATE TABLE public.employee_writes (seq bigserial PRIMARY KEY, op text NOT NULL, \
+         employee_id text NOT NULL); \
+         CREATE FUNCTION public.log_employee_write() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN INSERT INTO public.employee_writes (op, employee_id) \
-         VALUES (TG_OP, COALESCE(NEW.employee_id, OLD.employee_id)); RETURN NULL; END $$",
-        "CREATE TRIGGER employee_writes AFTER INSERT OR UPDATE OR DELETE ON public.employees \
+         VALUES (TG_OP, COALESCE(NEW.employee_id, OLD.employee_id)); RETURN NULL; END $$; \
+         CREATE TRIGGER employee_writes AFTER INSERT OR UPDATE OR DELETE ON public.employees \
          FOR EACH ROW EXECUTE FUNCTION public.log_employee_write()",
-    ] {
-        sqlx::query(statement).execute(&pool).await.unwrap();
-    }
-    (db, pool)
+    )
+    .await
+    .unwrap()
 }
 
 /// A row of the target table, in [`TARGET_COLUMNS`] order.
@@ -152,14 +149,10 @@ spec: {{ connector: payroll, direction: outbound, sourceAttribute: DisplayName,
 
 /// A database for the `payroll` target of [`okta_to_payroll_rules`], with its table.
 pub async fn payroll_database() -> (TestDatabase, PgPool) {
-    let payroll = TestDatabase::create().await.unwrap();
-    let pool = payroll.pool().await.unwrap();
-    sqlx::raw_sql(
+    TestDatabase::with_schema(
         "CREATE TABLE public.accounts (user_name text PRIMARY KEY, display_name text, \
          active boolean NOT NULL DEFAULT true)",
     )
-    .execute(&pool)
     .await
-    .unwrap();
-    (payroll, pool)
+    .unwrap()
 }
