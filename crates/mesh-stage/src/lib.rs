@@ -197,7 +197,8 @@ pub fn store_error(error: StoreError) -> HandlerError {
 /// JetStream's acknowledgements. The publisher first publishes the rows a previous process
 /// left (a crash between commit and publish), then each committed batch in commit order; it
 /// retries a failed publish until it succeeds (the queue is bounded, so a NATS outage stalls
-/// the stage rather than piling up memory), then deletes the rows, retrying that too. A batch
+/// the stage rather than piling up memory), then hands the rows to a deleter task beside it,
+/// which deletes everything handed to it in one statement and retries that too. A batch
 /// waits until the leftovers are out ([`Outbox::flush`]), so outputs keep their order across
 /// restarts.
 #[derive(Debug)]
@@ -294,10 +295,13 @@ async fn publish_loop(
         }
     }
     let _ = ready.send(true);
+    // Published rows are deleted beside the publishing, so that the next batch's messages do
+    // not wait for the previous batch's delete and its commit's disk flush.
+    let (published, deletions) = tokio::sync::mpsc::channel(PUBLISH_QUEUE);
+    let deleter = tokio::spawn(delete_loop(pool, stage, deletions));
     while let Some(first) = queue.recv().await {
         // Batches committed while the previous ones were being published go out together, in
-        // commit order: one round of acknowledgements and one delete for all of them, instead
-        // of each batch's messages waiting for the previous batch's delete.
+        // commit order: one round of acknowledgements for all of them.
         let mut written = vec![first];
         while let Ok(next) = queue.try_recv() {
             written.push(next);
@@ -312,6 +316,24 @@ async fn publish_loop(
             delay.wait().await;
         }
         let ids: Vec<i64> = written.iter().flat_map(|w| w.ids.iter().copied()).collect();
+        if published.send(ids).await.is_err() {
+            break;
+        }
+    }
+    drop(published);
+    let _ = deleter.await;
+}
+
+/// Deletes the rows the publisher published, all that are waiting in one statement.
+async fn delete_loop(
+    pool: PgPool,
+    stage: &'static str,
+    mut published: tokio::sync::mpsc::Receiver<Vec<i64>>,
+) {
+    while let Some(mut ids) = published.recv().await {
+        while let Ok(more) = published.try_recv() {
+            ids.extend(more);
+        }
         // Published, so the rows must go: retried until PostgreSQL answers (a stage cannot
         // commit meanwhile anyway). Given up once, they stayed until the next start, and the
         // outbox never looked drained (the chaos test caught it after a PostgreSQL crash). If
