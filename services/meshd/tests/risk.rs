@@ -380,6 +380,28 @@ async fn reference_policies_decide_over_grpc() {
     let leaver = decide(&mut client, ask("kjohnson", v1::Sensitivity::Low, true, 8)).await;
     assert_eq!(verdict(&leaver), (v1::Decision::Deny, "leaver"));
     assert_eq!(leaver.score, 100);
+    // Named by its mesh object id instead of the subject: the same identity, the same answer;
+    // an id the mesh does not know is a stranger.
+    let policy = service.risk().policy().clone();
+    let id = service
+        .risk()
+        .state()
+        .identity(&policy, None, "kjohnson")
+        .await
+        .unwrap()
+        .mesh_object
+        .unwrap();
+    let mut by_id = ask("kjohnson", v1::Sensitivity::Low, true, 8);
+    by_id.mesh_object_id = Some(id);
+    let by_id = decide(&mut client, by_id).await;
+    assert_eq!(verdict(&by_id), (v1::Decision::Deny, "leaver"));
+    let mut unknown_id = ask("kjohnson", v1::Sensitivity::Low, true, 8);
+    unknown_id.mesh_object_id = Some(uuid::Uuid::from_u128(7).hyphenated().to_string());
+    let unknown_id = decide(&mut client, unknown_id).await;
+    assert_eq!(
+        verdict(&unknown_id),
+        (v1::Decision::Deny, "unknown-identity")
+    );
     let orphan = decide(
         &mut client,
         ask("svc-orphan", v1::Sensitivity::Low, false, 8),

@@ -398,18 +398,13 @@ impl Risk {
     pub async fn decide(&self, request: &AccessRequest, mesh_object: Option<&str>) -> Decided {
         let policy = self.policy();
         let decision_id = uuid::Uuid::new_v4();
-        let read = async {
-            let (state, identity) = tokio::join!(
-                self.state.risk_state(
-                    &policy,
-                    &request.subject,
-                    request.device_id.as_deref(),
-                    request.time
-                ),
-                self.state.identity(&policy, mesh_object, &request.subject),
-            );
-            Ok::<_, redis::RedisError>((state?.0, identity?))
-        };
+        let read = self.state.decision_inputs(
+            &policy,
+            &request.subject,
+            request.device_id.as_deref(),
+            mesh_object,
+            request.time,
+        );
         let read = if self.redis_up.load(Ordering::Relaxed) {
             match tokio::time::timeout(self.redis_timeout, read).await {
                 Ok(Ok(read)) => Some(read),

@@ -102,6 +102,32 @@ pub fn index_text(value: &Value) -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
+/// What the decision read script returns: the subject's hash fields, the failed sign-ins in
+/// the window, and the mesh object's id and fields when found.
+type DecisionReply = (Vec<Option<String>>, u32, Option<Vec<Option<String>>>);
+
+/// Lua that sets `object` to `{id, type, lc, v, j, a}` of the mesh object the first of
+/// `KEYS[first..]` that exists points at (an index entry holds the object's id); the object's
+/// key is `prefix .. id`.
+macro_rules! find_object_lua {
+    ($first:literal, $prefix:literal) => {
+        concat!(
+            "for i = ",
+            $first,
+            ", #KEYS do \
+               local id = redis.call('GET', KEYS[i]) \
+               if id then \
+                 local f = redis.call('HMGET', ",
+            $prefix,
+            " .. id, 'type', 'lc', 'v', 'j', 'a') \
+                 object = {id, f[1], f[2], f[3], f[4], f[5]} \
+                 break \
+               end \
+             end"
+        )
+    };
+}
+
 impl RedisState {
     /// Wraps a connection with the key layout under `prefix`.
     pub fn new(conn: ConnectionManager, prefix: impl Into<String>, state_ttl: Duration) -> Self {
@@ -288,32 +314,72 @@ impl RedisState {
         device: Option<&str>,
         now: DateTime<Utc>,
     ) -> redis::RedisResult<(RiskState, Option<RiskLevel>)> {
-        let window = policy.scoring.failure_window.as_millis() as i64;
-        let mut fields = vec![
-            "lat".to_owned(),
-            "lon".to_owned(),
-            "at".to_owned(),
-            "cc".to_owned(),
-            "itk".to_owned(),
-            "ita".to_owned(),
-            "mfa".to_owned(),
-            "lvl".to_owned(),
-        ];
-        if let Some(d) = device {
-            fields.push(format!("d:{d}"));
-            fields.push(format!("p:{d}"));
-        }
         let mut pipe = redis::pipe();
         pipe.cmd("HMGET")
             .arg(self.subject_key(subject))
-            .arg(&fields);
+            .arg(state_fields(device));
         pipe.cmd("ZCOUNT")
             .arg(self.failures_key(subject))
-            .arg(format!("({}", ms(now) - window))
+            .arg(failures_since(policy, now))
             .arg("+inf");
         let mut conn = self.conn.clone();
         let (values, failed): (Vec<Option<String>>, u32) = pipe.query_async(&mut conn).await?;
         Ok(decode_state(&values, failed, device.is_some()))
+    }
+
+    /// Reads what a decision needs in one round trip (a script): the risk state of `subject`
+    /// at `now` with the record of `device`, and the mesh object `mesh_object` (or the one
+    /// `subject` names). A service account's owner costs a second round trip.
+    pub async fn decision_inputs(
+        &self,
+        policy: &AccessPolicy,
+        subject: &str,
+        device: Option<&str>,
+        mesh_object: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> redis::RedisResult<(RiskState, IdentityFacts)> {
+        // KEYS: the subject's hash, its failures, then the object's hash (ARGV[3] = "id") or
+        // the index entries to try in order (ARGV[3] = "index"). ARGV: the failure window's
+        // start, the object key prefix, the mode, then the subject's hash fields.
+        static READ: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(concat!(
+                "local state = redis.call('HMGET', KEYS[1], unpack(ARGV, 4)) \
+                 local failed = redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf') \
+                 local object = false \
+                 if ARGV[3] == 'id' then \
+                   local f = redis.call('HMGET', KEYS[3], 'type', 'lc', 'v', 'j', 'a') \
+                   object = {'', f[1], f[2], f[3], f[4], f[5]} \
+                 else ",
+                find_object_lua!("3", "ARGV[2]"),
+                " end \
+                 return {state, failed, object}",
+            ))
+        });
+        let mut invocation = READ.prepare_invoke();
+        invocation
+            .key(self.subject_key(subject))
+            .key(self.failures_key(subject));
+        match mesh_object {
+            Some(id) => {
+                invocation.key(self.object_key(id));
+            }
+            None => {
+                for key in self.index_keys(&policy.identity.subject_attributes, subject) {
+                    invocation.key(key);
+                }
+            }
+        }
+        invocation
+            .arg(failures_since(policy, now))
+            .arg(format!("{}o:", self.prefix))
+            .arg(if mesh_object.is_some() { "id" } else { "index" })
+            .arg(state_fields(device));
+        let mut conn = self.conn.clone();
+        let (values, failed, object): DecisionReply = invocation.invoke_async(&mut conn).await?;
+        let (state, _) = decode_state(&values, failed, device.is_some());
+        let record = object.and_then(|fields| found_object(&fields, mesh_object));
+        let facts = self.facts(policy, record).await?;
+        Ok((state, facts))
     }
 
     /// Records the level contributed to the mesh for `subject`, and when to look at it again
@@ -381,32 +447,37 @@ impl RedisState {
         value: &str,
     ) -> redis::RedisResult<Option<ObjectRecord>> {
         static FIND: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-            redis::Script::new(
-                "for _, key in ipairs(KEYS) do \
-                   local id = redis.call('GET', key) \
-                   if id then \
-                     local f = redis.call('HMGET', ARGV[1] .. id, 'type', 'lc', 'v', 'j', 'a') \
-                     return {id, f[1], f[2], f[3], f[4], f[5]} \
-                   end \
-                 end \
-                 return false",
-            )
+            redis::Script::new(concat!(
+                "local object = false ",
+                find_object_lua!("1", "ARGV[1]"),
+                " return object"
+            ))
         });
-        let value = value.trim().to_lowercase();
-        if attributes.is_empty() || value.is_empty() {
+        let keys = self.index_keys(attributes, value);
+        if keys.is_empty() {
             return Ok(None);
         }
         let mut invocation = FIND.prepare_invoke();
-        for attribute in attributes {
-            invocation.key(self.index_key(attribute, &value));
+        for key in keys {
+            invocation.key(key);
         }
         invocation.arg(format!("{}o:", self.prefix));
         let mut conn = self.conn.clone();
         let found: Option<Vec<Option<String>>> = invocation.invoke_async(&mut conn).await?;
-        Ok(found.and_then(|fields| {
-            let (id, rest) = fields.split_first()?;
-            decode_object(id.as_deref()?, rest)
-        }))
+        Ok(found.and_then(|fields| found_object(&fields, None)))
+    }
+
+    /// The index entries that may point at the mesh object whose `attributes` hold `value`,
+    /// in the order to try them.
+    fn index_keys(&self, attributes: &[AttributeName], value: &str) -> Vec<String> {
+        let value = value.trim().to_lowercase();
+        if value.is_empty() {
+            return Vec::new();
+        }
+        attributes
+            .iter()
+            .map(|attribute| self.index_key(attribute, &value))
+            .collect()
     }
 
     /// Reads what the mesh knows of the identity `mesh_object` (or of the one `subject`
@@ -417,14 +488,24 @@ impl RedisState {
         mesh_object: Option<&str>,
         subject: &str,
     ) -> redis::RedisResult<IdentityFacts> {
-        let settings = &policy.identity;
         let record = match mesh_object {
             Some(id) => self.object(id).await?,
             None => {
-                self.find_object(&settings.subject_attributes, subject)
+                self.find_object(&policy.identity.subject_attributes, subject)
                     .await?
             }
         };
+        self.facts(policy, record).await
+    }
+
+    /// What the mesh knows of the identity `record`, reading its owner when it is a service
+    /// account with one.
+    async fn facts(
+        &self,
+        policy: &AccessPolicy,
+        record: Option<ObjectRecord>,
+    ) -> redis::RedisResult<IdentityFacts> {
+        let settings = &policy.identity;
         let Some(record) = record else {
             return Ok(IdentityFacts::default());
         };
@@ -513,6 +594,26 @@ impl RedisState {
     }
 }
 
+/// The fields of a subject's hash that its risk state is read from, in [`decode_state`]'s
+/// order.
+fn state_fields(device: Option<&str>) -> Vec<String> {
+    let mut fields: Vec<String> = ["lat", "lon", "at", "cc", "itk", "ita", "mfa", "lvl"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if let Some(d) = device {
+        fields.push(format!("d:{d}"));
+        fields.push(format!("p:{d}"));
+    }
+    fields
+}
+
+/// The ZCOUNT bound of the failed sign-ins still in the window at `now`.
+fn failures_since(policy: &AccessPolicy, now: DateTime<Utc>) -> String {
+    let window = policy.scoring.failure_window.as_millis() as i64;
+    format!("({}", ms(now) - window)
+}
+
 fn parse<T: std::str::FromStr>(v: Option<&Option<String>>) -> Option<T> {
     v.and_then(|v| v.as_deref()).and_then(|s| s.parse().ok())
 }
@@ -564,6 +665,13 @@ fn decode_state(
         },
         level,
     )
+}
+
+/// Decodes what a lookup script returned: the object's id (`given`, when the caller named it)
+/// and its fields.
+fn found_object(fields: &[Option<String>], given: Option<&str>) -> Option<ObjectRecord> {
+    let (id, rest) = fields.split_first()?;
+    decode_object(given.or(id.as_deref())?, rest)
 }
 
 fn decode_object(id: &str, values: &[Option<String>]) -> Option<ObjectRecord> {
