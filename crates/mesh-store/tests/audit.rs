@@ -88,3 +88,67 @@ async fn removing_the_newest_rows_is_detected() {
         "{problems:?}"
     );
 }
+
+/// Appends `entries` through `append_after` from `known` in a transaction of its own.
+async fn append_after(
+    pool: &sqlx::PgPool,
+    entries: &[AuditEntry],
+    known: Option<audit::ChainHead>,
+) -> (u64, Option<audit::ChainHead>) {
+    let mut tx = pool.begin().await.unwrap();
+    let appended = audit::append_after(&mut tx, "flow", entries, known)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    appended
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_head_is_appended_to_until_someone_else_moves_it() {
+    let db = TestDatabase::create().await.unwrap();
+    let pool = db.pool().await.unwrap();
+    mesh_store::migrate(&pool).await.unwrap();
+    let entries: Vec<AuditEntry> = (1..=12).map(entry).collect();
+
+    let (seq, head) = append_after(&pool, &entries[..2], None).await;
+    assert_eq!(seq, 2);
+    let (seq, head) = append_after(&pool, &entries[2..5], head).await;
+    assert_eq!(seq, 5);
+    // Nothing to append: the head stays good.
+    let (seq, head) = append_after(&pool, &[], head).await;
+    assert_eq!(seq, 0);
+    let (seq, head) = append_after(&pool, &entries[5..6], head).await;
+    assert_eq!(seq, 6);
+
+    // Another writer takes the (free) chain and moves it: the known head is stale, and the
+    // next append finds the chain's real head instead of forking it.
+    let mut tx = pool.begin().await.unwrap();
+    assert_eq!(
+        audit::append(&mut tx, "flow", &entries[6..8])
+            .await
+            .unwrap(),
+        8
+    );
+    tx.commit().await.unwrap();
+    let (seq, head) = append_after(&pool, &entries[8..10], head).await;
+    assert_eq!(seq, 10);
+
+    // A head whose transaction rolled back is stale too, even once another writer brought the
+    // chain to the same sequence.
+    let mut tx = pool.begin().await.unwrap();
+    let (_, rolled_back) = audit::append_after(&mut tx, "flow", &entries[10..11], head)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let mut other = entries[10].clone();
+    other.rule = Some("another-rule".to_owned());
+    assert_eq!(audit::append(&mut tx, "flow", &[other]).await.unwrap(), 11);
+    tx.commit().await.unwrap();
+    let (seq, _) = append_after(&pool, &entries[11..12], rolled_back).await;
+    assert_eq!(seq, 12);
+
+    let report = audit::verify(&pool).await.unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!((report.chains, report.rows), (1, 12));
+}
