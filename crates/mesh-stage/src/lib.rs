@@ -79,9 +79,6 @@ pub struct Stage {
     pool: PgPool,
     outbox: Outbox,
     metrics: StageMetrics,
-    /// The audit chain heads this stage's committed batches left, one per batch that ran at
-    /// once: the next batch appends to one without reading it first.
-    heads: std::sync::Mutex<Vec<audit::ChainHead>>,
 }
 
 impl Stage {
@@ -97,7 +94,6 @@ impl Stage {
             outbox: Outbox::new(pool.clone(), publisher, name),
             pool,
             metrics: StageMetrics::new(registry, name),
-            heads: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -158,8 +154,7 @@ impl Stage {
         entries: &[AuditEntry],
         outgoing: Vec<Outgoing>,
     ) -> Result<u64, HandlerError> {
-        let known = self.heads().pop();
-        let (sequence, head) = audit::append_after(&mut tx, self.name, entries, known)
+        let sequence = audit::append(&mut tx, self.name, entries)
             .await
             .map_err(store_error)?;
         self.metrics.events("out", outgoing.len());
@@ -169,16 +164,8 @@ impl Stage {
             .await
             .map_err(store_error)?;
         tx.commit().await.map_err(HandlerError::transient)?;
-        self.heads().extend(head);
         self.outbox.publish_committed(written).await?;
         Ok(sequence)
-    }
-
-    fn heads(&self) -> std::sync::MutexGuard<'_, Vec<audit::ChainHead>> {
-        // The list holds plain values, whole after any panic.
-        self.heads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

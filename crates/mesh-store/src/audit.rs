@@ -7,9 +7,7 @@
 //! has as many chains as it ever ran batches at once. A row's hash is
 //! `sha256(previous hash || canonical text of the row)`; the head keeps the last sequence number
 //! and hash, so removing the newest rows is detected as surely as editing an old one.
-//! [`verify`] recomputes every chain. A stage remembers the heads its committed batches left
-//! ([`append_after`]) and appends to one of them without reading it first, as long as no one
-//! else wrote that chain since.
+//! [`verify`] recomputes every chain.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -98,52 +96,9 @@ pub async fn append(
     writer: &str,
     entries: &[AuditEntry],
 ) -> Result<u64, StoreError> {
-    append_after(conn, writer, entries, None)
-        .await
-        .map(|(sequence, _)| sequence)
-}
-
-/// The head of a chain as an [`append_after`] left it: valid for the next append once the
-/// transaction committed.
-#[derive(Debug, Clone)]
-pub struct ChainHead {
-    chain: String,
-    seq: i64,
-    hash: Vec<u8>,
-}
-
-/// Like [`append`], first trying the chain `known`, the head a previous [`append_after`] of
-/// this writer returned after its transaction committed. When no one wrote that chain since,
-/// the rows and the new head go in one statement, without locking and reading a head first
-/// (the update of the head row, on the condition that its sequence is the known one, takes
-/// the lock); otherwise it appends as [`append`] does. Returns the last entry's sequence and
-/// the head to pass next time, once this transaction committed.
-pub async fn append_after(
-    conn: &mut PgConnection,
-    writer: &str,
-    entries: &[AuditEntry],
-    known: Option<ChainHead>,
-) -> Result<(u64, Option<ChainHead>), StoreError> {
     if entries.is_empty() {
-        return Ok((0, known));
+        return Ok(0);
     }
-    if let Some(head) = known
-        && let Some(next) = write_rows(conn, head, entries, true).await?
-    {
-        return Ok((u64::try_from(next.seq).unwrap_or(0), Some(next)));
-    }
-    let head = lock_head(conn, writer).await?;
-    let next = write_rows(conn, head, entries, false)
-        .await?
-        .ok_or_else(|| StoreError::Malformed {
-            what: "audit chain head",
-            reason: "the head this transaction locked was not there to move".to_owned(),
-        })?;
-    Ok((u64::try_from(next.seq).unwrap_or(0), Some(next)))
-}
-
-/// Locks a head of `writer`'s chains that no other transaction holds, or starts a chain.
-async fn lock_head(conn: &mut PgConnection, writer: &str) -> Result<ChainHead, StoreError> {
     let free = sqlx::query(
         "SELECT chain, seq, hash FROM audit_heads WHERE writer = $1 \
          ORDER BY chain LIMIT 1 FOR UPDATE SKIP LOCKED",
@@ -166,29 +121,11 @@ async fn lock_head(conn: &mut PgConnection, writer: &str) -> Result<ChainHead, S
         .await
         .map_err(StoreError::query("starting an audit chain"))?,
     };
-    Ok(ChainHead {
-        chain: head.get("chain"),
-        seq: head.get("seq"),
-        hash: head.get("hash"),
-    })
-}
+    let chain: String = head.get("chain");
+    let chain = chain.as_str();
+    let mut seq: i64 = head.get("seq");
+    let mut hash: Vec<u8> = head.get("hash");
 
-/// Appends `entries` after `head` and moves the head, in one statement. With `if_unmoved`, only
-/// when the head row still has `head`'s sequence and hash (else nothing is written and it
-/// returns None).
-async fn write_rows(
-    conn: &mut PgConnection,
-    head: ChainHead,
-    entries: &[AuditEntry],
-    if_unmoved: bool,
-) -> Result<Option<ChainHead>, StoreError> {
-    let ChainHead {
-        chain,
-        seq: known_seq,
-        mut hash,
-    } = head;
-    let known_hash = if_unmoved.then(|| hash.clone());
-    let mut seq = known_seq;
     let n = entries.len();
     let (mut seqs, mut ats, mut kinds, mut events, mut objects, mut connectors, mut rules) = (
         Vec::with_capacity(n),
@@ -209,7 +146,7 @@ async fn write_rows(
         let at = micros(entry.at);
         let next = row_hash(
             &hash,
-            &chain,
+            chain,
             seq,
             at,
             entry.kind,
@@ -230,22 +167,17 @@ async fn write_rows(
         prevs.push(std::mem::replace(&mut hash, next.clone()));
         hashes.push(next);
     }
-    // The rows and the new head in one statement; no rows unless the head row was updated.
-    let moved: i64 = sqlx::query_scalar(
-        "WITH head AS ( \
-           UPDATE audit_heads SET seq = $12, hash = $13 \
-           WHERE chain = $1 AND ($14::bigint IS NULL OR (seq = $14 AND hash = $15)) \
-           RETURNING chain), \
-         appended AS ( \
+    // The rows and the new head in one statement.
+    sqlx::query(
+        "WITH appended AS ( \
            INSERT INTO audit_log \
              (chain, seq, at, kind, event_id, mesh_object, connector_object, rule, detail, \
               prev_hash, hash) \
            SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], \
-             $6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[]) \
-           WHERE EXISTS (SELECT 1 FROM head)) \
-         SELECT count(*) FROM head",
+             $6::uuid[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])) \
+         UPDATE audit_heads SET seq = $12, hash = $13 WHERE chain = $1",
     )
-    .bind(&chain)
+    .bind(chain)
     .bind(&seqs)
     .bind(&ats)
     .bind(&kinds)
@@ -258,12 +190,10 @@ async fn write_rows(
     .bind(&hashes)
     .bind(seq)
     .bind(&hash)
-    .bind(if_unmoved.then_some(known_seq))
-    .bind(known_hash)
-    .fetch_one(&mut *conn)
+    .execute(&mut *conn)
     .await
     .map_err(StoreError::query("appending to the audit log"))?;
-    Ok((moved == 1).then_some(ChainHead { chain, seq, hash }))
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 /// The outcome of [`verify`].
