@@ -40,7 +40,9 @@ pub use flow::{Contribution, FlowOutcome, Source, TransformError, flow};
 pub use lifecycle::{LifecycleDecision, Link, lifecycle};
 pub use lineage::LineageMap;
 pub use load::{LoadError, Problem, SourceFile, Validation, load, validate};
-pub use port::{DisconnectorDirectory, Found, JoinLookups, MeshDirectory, join_key, join_key_ref};
+pub use port::{
+    DisconnectorDirectory, Found, JoinLookups, MeshDirectory, join_key, join_key_ref, join_key_text,
+};
 pub use project::{ProjectInput, Projection, TargetState, project};
 pub use resolve::{
     InPlaceUpdate, Lineage, MeshObjectState, MeshObjectUpdate, Override, Reresolved, StoredSource,

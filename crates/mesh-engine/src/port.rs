@@ -15,7 +15,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::SecondsFormat;
-use mesh_model::{AttributeName, ConnectorId, ConnectorObjectRef, MeshObjectId, ObjectType, Value};
+use mesh_model::{
+    AttributeName, ConnectorId, ConnectorObjectRef, MeshObjectId, ObjectType, Text, Value,
+};
 
 /// Searches mesh objects for correlation.
 pub trait MeshDirectory {
@@ -102,6 +104,15 @@ pub fn join_key_ref(value: &Value) -> Option<Cow<'_, str>> {
         Value::Timestamp(t) => Cow::Owned(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
     };
     (!key.is_empty()).then_some(key)
+}
+
+/// Returns the join key of a value as [`join_key`] does, as shared text: for a string, the
+/// value's own text, without a copy.
+pub fn join_key_text(value: &Value) -> Option<Text> {
+    match value {
+        Value::String(text) => (!text.is_empty()).then(|| text.clone()),
+        other => join_key(other).map(Text::from),
+    }
 }
 
 /// Precomputed answers to the searches of [`crate::correlate::join_queries`], for callers whose

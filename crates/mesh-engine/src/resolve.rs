@@ -529,15 +529,6 @@ impl Journal {
         }
     }
 
-    /// Records that `name`, spelled so, had `before`; for a caller that writes `name` for the
-    /// first time in this update.
-    #[inline]
-    fn record(&mut self, name: AttributeName, before: Option<Value>) {
-        if !self.all_new {
-            self.entries.push((name, before));
-        }
-    }
-
     fn touched(&self, name: &AttributeName) -> bool {
         self.entries.iter().any(|(n, _)| n == name)
     }
@@ -765,20 +756,15 @@ fn write_flow_winners(
     room: usize,
     journal: &mut Journal,
 ) {
-    if attributes.is_empty() {
-        // Nothing to keep: every winner, in name order, appended.
+    if journal.all_new {
+        // The state had no attributes (the journal was made for it just before): nothing to
+        // keep and nothing to journal; every winner, in name order, appended.
         let mut after = Attributes::with_capacity(winners.len() + room);
         after.extend(
             winners
                 .iter()
                 .map(|&(name, winner)| (name.clone(), winner.value.clone())),
         );
-        // A journal of a state that had no attributes records nothing: skip the copies.
-        if !journal.all_new {
-            for &(name, _) in winners {
-                journal.entries.push((name.clone(), None));
-            }
-        }
         *attributes = after;
         return;
     }
@@ -790,24 +776,24 @@ fn write_flow_winners(
     for &(name, winner) in winners {
         // Attributes before this one no longer have a flow winner.
         while let Some((gone, value)) = before.next_if(|(n, _)| n < name) {
-            journal.record(gone, Some(value));
+            journal.entries.push((gone, Some(value)));
         }
         match before.next_if(|(n, _)| n == name) {
             Some((_, value)) if value == winner.value => {
                 after.insert(name.clone(), value);
             }
             Some((spelled, value)) => {
-                journal.record(spelled, Some(value));
+                journal.entries.push((spelled, Some(value)));
                 after.insert(name.clone(), winner.value.clone());
             }
             None => {
-                journal.record(name.clone(), None);
+                journal.entries.push((name.clone(), None));
                 after.insert(name.clone(), winner.value.clone());
             }
         }
     }
     for (gone, value) in before {
-        journal.record(gone, Some(value));
+        journal.entries.push((gone, Some(value)));
     }
     *attributes = after;
 }

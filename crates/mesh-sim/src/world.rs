@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use mesh_engine::{
     Contribution, CorrelateInput, DisconnectorDirectory, Found, Link, MeshDirectory,
     MeshObjectState, Override, ProjectInput, RuleSet, TargetState, Trace, TransformError,
-    UpdateSources, correlate, correlate::mesh_object_id, flow, join_key, join_key_ref, project,
-    retry_queries, update_mesh_object_in_place,
+    UpdateSources, correlate, correlate::mesh_object_id, flow, join_key, join_key_ref,
+    join_key_text, project, retry_queries, update_mesh_object_in_place,
 };
 use mesh_model::{
     AttributeName, Attributes, ChangeEvent, ChangeOperation, ConnectorId, ConnectorObjectRef,
@@ -904,14 +904,6 @@ type ChangedAttributes = SmallVec<[AttributeName; 8]>;
 /// allowed: resolution sorts them out).
 fn attributes_of(old: &[Contribution], new: &[Contribution]) -> ChangedAttributes {
     old.iter().chain(new).map(|c| c.attribute.clone()).collect()
-}
-
-/// The join key of `value` as text: for text, the value's own (shared) text, without a copy.
-fn join_key_text(value: &Value) -> Option<Text> {
-    match value {
-        Value::String(text) => (!text.is_empty()).then(|| text.clone()),
-        other => join_key(other).map(Text::from),
-    }
 }
 
 /// The world as the ports see it.
