@@ -101,7 +101,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn pending(pool: &sqlx::PgPool) -> i64 {
-    sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM connector_outbox WHERE published_at IS NULL")
+    sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM connector_outbox")
         .fetch_one(pool)
         .await
         .map(|r| r.0)

@@ -1,11 +1,15 @@
 //! The outbox relay: publishes change events committed to `connector_outbox` to
-//! `MESH_CHANGES`, in commit order, then marks them sent.
+//! `MESH_CHANGES`, in commit order, and deletes them in the transaction that read them.
 //!
 //! A write wakes the relay at once (through [`RelayHandle::wake`]); a timer catches rows
 //! written by another replica or left by a crash. One relay publishes at a time across
 //! replicas (a transaction-scoped advisory lock), so events of one object keep their order.
-//! While NATS is down rows wait and the relay retries with backoff; a publish whose mark was
-//! lost is repeated with the same `Nats-Msg-Id`, which JetStream drops as a duplicate.
+//! A round deletes its rows (`DELETE … RETURNING`, one statement), publishes them, and commits
+//! only once JetStream has accepted every one: while NATS is down the transaction rolls back,
+//! the rows wait and the relay retries with backoff. A publish whose delete was lost in a crash
+//! is repeated with the same `Nats-Msg-Id`, which JetStream drops as a duplicate. Published
+//! events are kept by `MESH_CHANGES`, not here: a published row is never written again, which
+//! halves what the outbox costs PostgreSQL per event.
 //!
 //! A row keeps the W3C traceparent of the request or import that wrote it, and the relay
 //! publishes it from an `outbox relay` span continuing that trace, so that the SCIM request
@@ -15,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use mesh_bus::{Outgoing, Publisher};
 use mesh_runtime::metrics::{MetricsRegistry, names};
 use prometheus_client::metrics::counter::Counter;
@@ -23,11 +28,10 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::read_frames;
+
 /// Advisory lock key of the relay ("mesh-outbox" as bytes, truncated).
 const RELAY_LOCK: i64 = 0x6d65_7368_6f75_7462;
-
-/// How long published rows are kept, for inspection, before they are pruned.
-const KEEP_PUBLISHED: Duration = Duration::from_secs(3600);
 
 /// Why a relay round failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +42,17 @@ pub enum RelayError {
     /// JetStream did not accept a publish.
     #[error("publishing outbox rows failed")]
     Publish(#[from] mesh_bus::BusError),
+    /// A framed row does not split into whole frames; it stays in the outbox.
+    #[error("outbox row {seq} holds a truncated event frame")]
+    Frames {
+        /// The row.
+        seq: i64,
+    },
 }
 
-/// An unpublished outbox row: seq, msg_id, subject, payload, traceparent.
-type PendingRow = (i64, String, String, Vec<u8>, Option<String>);
+/// An unpublished outbox row: seq, msg_id, subject, payload, traceparent, framed (the payload
+/// holds many events, see [`crate::events::insert_outbox_framed`]).
+type PendingRow = (i64, String, String, Vec<u8>, Option<String>, bool);
 
 /// Wakes the relay after a commit.
 #[derive(Debug, Clone, Default)]
@@ -113,9 +124,15 @@ impl Relay {
             // Another replica is publishing; it will take these rows too.
             return Ok(0);
         }
-        let rows: Vec<PendingRow> = sqlx::query_as(
-            "SELECT seq, msg_id, subject, payload, traceparent FROM connector_outbox \
-             WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+        // The oldest rows, while the events before each are fewer than the batch (a framed
+        // row counts its events; the first row is always taken).
+        let mut rows: Vec<PendingRow> = sqlx::query_as(
+            "DELETE FROM connector_outbox WHERE seq IN ( \
+               SELECT seq FROM ( \
+                 SELECT seq, sum(events) OVER (ORDER BY seq) - events AS before \
+                 FROM (SELECT seq, events FROM connector_outbox ORDER BY seq LIMIT $1) head \
+               ) w WHERE before < $1) \
+             RETURNING seq, msg_id, subject, payload, traceparent, framed",
         )
         .bind(self.batch)
         .fetch_all(&mut *tx)
@@ -124,44 +141,44 @@ impl Relay {
             self.pending.set(0);
             return Ok(0);
         }
-        let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let messages = rows
-            .into_iter()
-            .map(|(seq, msg_id, subject, payload, traceparent)| {
-                let span = tracing::info_span!("outbox relay", outbox.seq = seq);
-                if let Some(parent) = traceparent {
-                    let carrier = HashMap::from([("traceparent".to_owned(), parent)]);
-                    let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
-                }
+        // RETURNING follows no order; events publish in commit order.
+        rows.sort_unstable_by_key(|row| row.0);
+        let mut messages = Vec::with_capacity(rows.len());
+        for (seq, msg_id, subject, payload, traceparent, framed) in rows {
+            let span = tracing::info_span!("outbox relay", outbox.seq = seq);
+            if let Some(parent) = traceparent {
+                let carrier = HashMap::from([("traceparent".to_owned(), parent)]);
+                let _ = mesh_runtime::telemetry::set_parent_from(&span, &carrier);
+            }
+            let payload = Bytes::from(payload);
+            let events = if framed {
+                read_frames(&payload).ok_or(RelayError::Frames { seq })?
+            } else {
+                vec![(msg_id, payload)]
+            };
+            messages.extend(events.into_iter().map(|(msg_id, payload)| {
                 let mut message =
-                    Outgoing::encode_raw(subject, msg_id, mesh_model_schema(), payload);
-                message.span = span;
+                    Outgoing::encode_raw(subject.clone(), msg_id, mesh_model_schema(), payload);
+                message.span = span.clone();
                 message
-            });
+            }));
+        }
+        let published = messages.len();
+        // Dropping `tx` on a failed publish rolls the delete back.
         self.publisher.publish_all(messages).await?;
-        sqlx::query("UPDATE connector_outbox SET published_at = now() WHERE seq = ANY($1)")
-            .bind(&seqs)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        self.published.inc_by(seqs.len() as u64);
-        tracing::debug!(events = seqs.len(), "outbox rows published");
-        Ok(seqs.len())
+        self.published.inc_by(published as u64);
+        tracing::debug!(events = published, "outbox rows published");
+        Ok(published)
     }
 
-    async fn prune(&self) -> Result<u64, sqlx::Error> {
-        let result = sqlx::query(
-            "DELETE FROM connector_outbox WHERE published_at < now() - make_interval(secs => $1)",
-        )
-        .bind(KEEP_PUBLISHED.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
+    async fn count_pending(&self) -> Result<(), sqlx::Error> {
         let (pending,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM connector_outbox WHERE published_at IS NULL")
+            sqlx::query_as("SELECT coalesce(sum(events), 0)::bigint FROM connector_outbox")
                 .fetch_one(&self.pool)
                 .await?;
         self.pending.set(pending);
-        Ok(result.rows_affected())
+        Ok(())
     }
 
     /// Runs until `shutdown`, then makes one last attempt to publish what is pending.
@@ -183,9 +200,9 @@ impl Relay {
             }
             rounds += 1;
             if rounds.is_multiple_of(60)
-                && let Err(error) = self.prune().await
+                && let Err(error) = self.count_pending().await
             {
-                tracing::warn!(error = %error, "pruning the outbox failed");
+                tracing::warn!(error = %error, "counting the outbox failed");
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,

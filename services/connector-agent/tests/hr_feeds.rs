@@ -243,3 +243,51 @@ async fn the_drop_directory_imports_holds_and_confirms() {
     h.shutdown.cancel();
     h.task.await.unwrap().unwrap();
 }
+
+/// An import while NATS is down is durable: each batch waits in the outbox as one framed row,
+/// and once NATS is back the relay publishes every record's event as its own message, with
+/// the event id as `Nats-Msg-Id`. 6,000 records are two batches, the first larger than the
+/// relay's batch of 1,000 events (a framed row is taken whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_during_a_nats_outage_publishes_every_record_once_nats_is_back() {
+    let mut h = start(FEED).await;
+    h.nats.kill();
+    let mut extract = String::from("employee_id,first,last,dept\n");
+    for i in 0..6000 {
+        extract.push_str(&format!("{i},Given{i},Family{i},Dept{}\n", i % 7));
+    }
+    let r = upload(h.addr, &extract, "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["joiners"], 6000);
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM connector_outbox")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "one framed row per batch");
+    assert_eq!(common::outbox_events(&h.pool).await, 6000);
+
+    h.nats.restart().await.unwrap();
+    common::wait_for_outbox_drained(&h.pool).await;
+    let published = common::changes(&h.bus).await;
+    assert_eq!(published.len(), 6000);
+    let mut ids = std::collections::HashSet::new();
+    let mut records = std::collections::HashSet::new();
+    for (msg_id, subject, event) in &published {
+        assert_eq!(subject, "mesh.change.workday");
+        assert_eq!(msg_id, &event.event_id.to_string());
+        assert_eq!(event.operation, ChangeOperation::Upsert);
+        ids.insert(msg_id.clone());
+        records.insert(event.object.external_id.as_str().to_owned());
+    }
+    assert_eq!((ids.len(), records.len()), (6000, 6000));
+    let n = 4321;
+    let event = published
+        .iter()
+        .map(|(_, _, e)| e)
+        .find(|e| e.object.external_id.as_str() == n.to_string())
+        .unwrap();
+    assert_eq!(
+        event.attributes.get_str("givenName"),
+        Some(&Value::from(format!("Given{n}")))
+    );
+}

@@ -508,12 +508,7 @@ async fn writes_survive_a_nats_outage() {
         let r = scim(h.addr, "POST", USERS, Some(&body.to_string()), &[]).await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
-    let (pending,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM connector_outbox WHERE published_at IS NULL")
-            .fetch_one(&h.pool)
-            .await
-            .unwrap();
-    assert_eq!(pending, 2);
+    assert_eq!(common::outbox_events(&h.pool).await, 2);
     h.nats.restart().await.unwrap();
     let events = common::wait_for_changes(&h.bus, 2).await;
     let names: Vec<_> = events
@@ -524,14 +519,5 @@ async fn writes_survive_a_nats_outage() {
         names,
         [Some(Value::from("during-1")), Some(Value::from("during-2"))]
     );
-    mesh_testkit::assert_eventually!(
-        std::time::Duration::from_secs(10),
-        sqlx::query_as::<_, (i64,)>(
-            "SELECT count(*) FROM connector_outbox WHERE published_at IS NULL"
-        )
-        .fetch_one(&h.pool)
-        .await
-        .unwrap()
-        .0 == 0
-    );
+    common::wait_for_outbox_drained(&h.pool).await;
 }

@@ -33,7 +33,8 @@ pub struct ConnectorAgentConfig {
     /// Default 1s.
     #[serde(deserialize_with = "duration::deserialize")]
     pub relay_interval: Duration,
-    /// Change events the relay publishes per transaction. Default 1000.
+    /// Change events the relay publishes per transaction (a framed row, one import batch, is
+    /// taken whole). Default 1000.
     pub relay_batch: usize,
     /// Where uploaded HR extracts are spooled before import. Default: the system temp dir.
     pub spool_dir: Option<PathBuf>,

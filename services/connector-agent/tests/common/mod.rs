@@ -244,3 +244,17 @@ pub async fn wait_for_changes(bus: &Bus, n: usize) -> Vec<(String, String, Chang
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Change events in the outbox, not yet published.
+pub async fn outbox_events(pool: &PgPool) -> i64 {
+    sqlx::query_as::<_, (i64,)>("SELECT coalesce(sum(events), 0)::bigint FROM connector_outbox")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Waits until the relay has published everything in the outbox.
+pub async fn wait_for_outbox_drained(pool: &PgPool) {
+    mesh_testkit::assert_eventually!(Duration::from_secs(30), outbox_events(pool).await == 0);
+}
