@@ -757,16 +757,28 @@ impl ScimState {
     ) -> Result<Response, ScimError> {
         let docs = self.render_rows(ctx, rt, std::slice::from_ref(row)).await?;
         let doc = docs.into_iter().next().unwrap_or_default();
-        let location = format!("{}{}/{}", ctx.base, rt.endpoint, row.id);
-        let mut response = with_etag(
-            scim_response(status, &Json::Object(projection.apply(rt, doc))),
-            &etag_of(row.version),
-        );
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            response.headers_mut().insert(header::LOCATION, v);
-        }
-        Ok(response)
+        Ok(respond(ctx, rt, row, doc, projection, status))
     }
+}
+
+/// The response carrying one rendered resource, with its ETag and Location.
+fn respond(
+    ctx: &Ctx,
+    rt: &'static ResourceType,
+    row: &Row,
+    doc: Map<String, Json>,
+    projection: &Projection,
+    status: StatusCode,
+) -> Response {
+    let location = format!("{}{}/{}", ctx.base, rt.endpoint, row.id);
+    let mut response = with_etag(
+        scim_response(status, &Json::Object(projection.apply(rt, doc))),
+        &etag_of(row.version),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }
 
 fn projection_from(rt: &ResourceType, query: &[(String, String)]) -> Result<Projection, ScimError> {
@@ -1026,8 +1038,17 @@ async fn create(
             created: now,
             modified: now,
         };
-        st.single(&ctx, rt, &row, &projection, StatusCode::CREATED)
-            .await
+        // No group lists a resource that did not exist before this request (members must
+        // exist when a group is written), so a new User's `groups` is empty without asking.
+        let doc = resource::render(rt, &row.data, &meta(&row), &ctx.base);
+        Ok(respond(
+            &ctx,
+            rt,
+            &row,
+            doc,
+            &projection,
+            StatusCode::CREATED,
+        ))
     }
     .await;
     finish(&st, Method::POST, result)

@@ -191,11 +191,15 @@ impl ScimStore {
         at: DateTime<Utc>,
         event: &OutboxRow,
     ) -> Result<(), WriteError> {
-        let mut tx = self.pool.begin().await?;
+        // One statement, so one round trip and atomic without a transaction block: the
+        // resource and its event are written together or not at all.
         sqlx::query(
-            "INSERT INTO scim_resources \
-             (connector, resource_type, id, unique_key, external_id, data, version, created_at, modified_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)",
+            "WITH created AS ( \
+               INSERT INTO scim_resources \
+               (connector, resource_type, id, unique_key, external_id, data, version, created_at, modified_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) RETURNING id) \
+             INSERT INTO connector_outbox (msg_id, subject, payload, traceparent) \
+             SELECT $8, $9, $10, $11 FROM created",
         )
         .bind(connector)
         .bind(rt)
@@ -204,11 +208,13 @@ impl ScimStore {
         .bind(data.get("externalId").and_then(Json::as_str))
         .bind(sqlx::types::Json(data))
         .bind(at)
-        .execute(&mut *tx)
+        .bind(&event.msg_id)
+        .bind(&event.subject)
+        .bind(&event.payload)
+        .bind(event.traceparent.as_deref())
+        .execute(&self.pool)
         .await
         .map_err(WriteError::from_insert)?;
-        insert_outbox(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -226,11 +232,16 @@ impl ScimStore {
         at: DateTime<Utc>,
         event: &OutboxRow,
     ) -> Result<bool, WriteError> {
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE scim_resources SET unique_key = $5, external_id = $6, data = $7, \
-             version = version + 1, modified_at = $8 \
-             WHERE connector = $1 AND resource_type = $2 AND id = $3 AND version = $4",
+        // One statement, as for a create: the event is written when, and only when, the
+        // resource was still at `expected` and is updated.
+        let written = sqlx::query(
+            "WITH updated AS ( \
+               UPDATE scim_resources SET unique_key = $5, external_id = $6, data = $7, \
+               version = version + 1, modified_at = $8 \
+               WHERE connector = $1 AND resource_type = $2 AND id = $3 AND version = $4 \
+               RETURNING id) \
+             INSERT INTO connector_outbox (msg_id, subject, payload, traceparent) \
+             SELECT $9, $10, $11, $12 FROM updated",
         )
         .bind(connector)
         .bind(rt)
@@ -240,15 +251,14 @@ impl ScimStore {
         .bind(data.get("externalId").and_then(Json::as_str))
         .bind(sqlx::types::Json(data))
         .bind(at)
-        .execute(&mut *tx)
+        .bind(&event.msg_id)
+        .bind(&event.subject)
+        .bind(&event.payload)
+        .bind(event.traceparent.as_deref())
+        .execute(&self.pool)
         .await
         .map_err(WriteError::from_insert)?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        insert_outbox(&mut tx, std::slice::from_ref(event)).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(written.rows_affected() == 1)
     }
 
     /// Deletes a resource if it is still at `expected`, with the events of the delete and of
