@@ -116,10 +116,16 @@ impl Relay {
 
     async fn publish_batch(&self) -> Result<usize, RelayError> {
         let mut tx = self.pool.begin().await?;
-        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RELAY_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
+        // The outbox is a queue: few live rows, many dead ones until autovacuum comes by, and
+        // statistics that call it small, so PostgreSQL would read it with sequential scans
+        // through every dead row, twice per round. Its primary key is the way in (set for
+        // this transaction only).
+        let (locked, _): (bool, String) = sqlx::query_as(
+            "SELECT pg_try_advisory_xact_lock($1), set_config('enable_seqscan', 'off', true)",
+        )
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             // Another replica is publishing; it will take these rows too.
             return Ok(0);
