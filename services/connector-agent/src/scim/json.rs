@@ -55,10 +55,12 @@ impl<'de> Visitor<'de> for Strict {
     }
 
     fn visit_str<E: Error>(self, v: &str) -> Result<Json, E> {
+        no_nul(v)?;
         Ok(Json::String(v.to_owned()))
     }
 
     fn visit_string<E: Error>(self, v: String) -> Result<Json, E> {
+        no_nul(&v)?;
         Ok(Json::String(v))
     }
 
@@ -77,6 +79,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
+            no_nul(&name)?;
             if members.contains_key(&name) {
                 return Err(A::Error::custom(format!(
                     "the member {name:?} is given twice in one object"
@@ -87,6 +90,17 @@ impl<'de> Visitor<'de> for Strict {
         }
         Ok(Json::Object(members))
     }
+}
+
+/// Refuses U+0000: PostgreSQL cannot store it in `jsonb` (or `text`), so a body carrying one
+/// would fail in the store instead of being refused as the client's error.
+fn no_nul<E: Error>(text: &str) -> Result<(), E> {
+    if text.contains('\0') {
+        return Err(E::custom(
+            "a string contains U+0000, which cannot be stored",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,6 +131,18 @@ mod tests {
             error.to_string().contains("\"userName\" is given twice"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn refuses_nul_in_values_and_names() {
+        for text in [
+            r#"{"userName":"a\u0000b"}"#,
+            r#"{"a\u0000":1}"#,
+            r#"["\u0000"]"#,
+        ] {
+            let error = parse(text.as_bytes()).unwrap_err();
+            assert!(error.to_string().contains("U+0000"), "{text}: {error}");
+        }
     }
 
     #[test]
