@@ -521,3 +521,53 @@ async fn writes_survive_a_nats_outage() {
     );
     common::wait_for_outbox_drained(&h.pool).await;
 }
+
+/// Concurrent creates are written together (one statement for those that arrive at once), yet
+/// each answers for itself: of 24 creates of one userName exactly one is 201 and the others
+/// 409 `uniqueness`; 24 creates of distinct userNames are all 201; one change event per
+/// created resource, none for the refused ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_answer_each_request_for_itself() {
+    let h = start("").await;
+    let post = |name: String| {
+        let addr = h.addr;
+        tokio::spawn(async move {
+            let body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+            scim(addr, "POST", USERS, Some(&body.to_string()), &[]).await
+        })
+    };
+    let same: Vec<_> = (0..24).map(|_| post("contested".to_owned())).collect();
+    let distinct: Vec<_> = (0..24).map(|i| post(format!("user-{i}"))).collect();
+    let mut created = 0;
+    for reply in same {
+        let reply = reply.await.unwrap();
+        match reply.status {
+            201 => created += 1,
+            409 => assert_eq!(reply.json()["scimType"], "uniqueness", "{}", reply.body),
+            status => panic!("{status}: {}", reply.body),
+        }
+    }
+    assert_eq!(
+        created, 1,
+        "exactly one create of a contested userName wins"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for reply in distinct {
+        let reply = reply.await.unwrap();
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let stored = scim(h.addr, "GET", &format!("{USERS}/{id}"), None, &[]).await;
+        assert_eq!(stored.status, 200, "{}", stored.body);
+        assert_eq!(stored.json()["userName"], reply.json()["userName"]);
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 24);
+    common::wait_for_outbox_drained(&h.pool).await;
+    let events = common::changes(&h.bus).await;
+    assert_eq!(events.len(), 25, "one event per created resource");
+    let contested = events
+        .iter()
+        .filter(|(_, _, e)| e.attributes.get_str("userName") == Some(&Value::from("contested")))
+        .count();
+    assert_eq!(contested, 1);
+}

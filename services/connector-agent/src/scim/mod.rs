@@ -1028,7 +1028,7 @@ async fn create(
                 let attr = rt.unique_attr().map_or("a unique attribute", |a| a.name);
                 return Err(ScimError::uniqueness(format!("{attr} is already in use")));
             }
-            Err(WriteError::Store(e)) => return Err(store_error(&e)),
+            Err(e) => return Err(store_error(&e)),
         }
         st.inner.relay.wake();
         let row = Row {
@@ -1147,7 +1147,7 @@ async fn write(
                 let attr = rt.unique_attr().map_or("a unique attribute", |a| a.name);
                 return Err(ScimError::uniqueness(format!("{attr} is already in use")));
             }
-            Err(WriteError::Store(e)) => return Err(store_error(&e)),
+            Err(e) => return Err(store_error(&e)),
         }
     }
     Err(ScimError::status(
@@ -1260,7 +1260,7 @@ async fn delete_one(
                         "conflicting delete; retry",
                     ));
                 }
-                Err(WriteError::Store(e)) => return Err(store_error(&e)),
+                Err(e) => return Err(store_error(&e)),
             }
         }
         Err(ScimError::status(

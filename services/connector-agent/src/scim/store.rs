@@ -6,11 +6,13 @@
 //! Uniqueness of userName/name is the unique index's job, so two concurrent creates of one
 //! userName cannot both succeed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use sqlx::PgPool;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::events::{OutboxRow, insert_outbox};
@@ -39,6 +41,12 @@ pub enum WriteError {
     /// PostgreSQL failed.
     #[error("storing a SCIM resource failed")]
     Store(#[from] sqlx::Error),
+    /// PostgreSQL failed the statement that wrote this create with others.
+    #[error("storing a SCIM resource failed")]
+    Batch(#[source] Arc<sqlx::Error>),
+    /// The create writer stopped (the agent is shutting down).
+    #[error("the SCIM create writer stopped")]
+    Stopped,
 }
 
 impl WriteError {
@@ -87,6 +95,131 @@ pub enum Narrow {
 #[derive(Debug, Clone)]
 pub struct ScimStore {
     pool: PgPool,
+    /// The create writer, started on the first create.
+    creates: Arc<OnceLock<mpsc::Sender<PendingCreate>>>,
+}
+
+/// Most creates written by one statement.
+const CREATE_BATCH: usize = 128;
+/// Create statements in flight at once.
+const CREATE_STATEMENTS: usize = 2;
+
+/// A create waiting for the create writer.
+#[derive(Debug)]
+struct PendingCreate {
+    connector: String,
+    resource_type: String,
+    id: Uuid,
+    unique_key: Option<String>,
+    external_id: Option<String>,
+    /// The stored form, as JSON text.
+    data: String,
+    at: DateTime<Utc>,
+    event: OutboxRow,
+    done: oneshot::Sender<Result<(), WriteError>>,
+}
+
+/// Starts the create writer: it takes whatever creates have arrived (up to [`CREATE_BATCH`])
+/// and writes them with one statement, at most [`CREATE_STATEMENTS`] at a time, so that
+/// concurrent creates share one commit and one WAL flush instead of paying one each. A lone
+/// create is written at once, as before. The writer stops when the store is dropped.
+fn spawn_creates(pool: PgPool) -> mpsc::Sender<PendingCreate> {
+    let (tx, mut rx) = mpsc::channel::<PendingCreate>(CREATE_BATCH * CREATE_STATEMENTS);
+    tokio::spawn(async move {
+        let statements = Arc::new(Semaphore::new(CREATE_STATEMENTS));
+        while let Some(first) = rx.recv().await {
+            // Waiting for a free statement lets more creates gather behind the first.
+            let Ok(permit) = statements.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < CREATE_BATCH {
+                match rx.try_recv() {
+                    Ok(create) => batch.push(create),
+                    Err(_) => break,
+                }
+            }
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                write_creates(&pool, batch).await;
+                drop(permit);
+            });
+        }
+    });
+    tx
+}
+
+/// Writes `batch` with one statement and tells each create its outcome. The resources are
+/// inserted in arrival order with `ON CONFLICT DO NOTHING`: a create whose unique attribute is
+/// taken (by a stored resource, or by an earlier create of the same batch) is not inserted and
+/// is told so; the outbox receives the events of the inserted ones only, in the same
+/// statement, so a resource and its event are written together or not at all.
+async fn write_creates(pool: &PgPool, batch: Vec<PendingCreate>) {
+    let column = |f: fn(&PendingCreate) -> Option<&str>| -> Vec<Option<&str>> {
+        batch.iter().map(f).collect()
+    };
+    let connectors = column(|c| Some(c.connector.as_str()));
+    let types = column(|c| Some(c.resource_type.as_str()));
+    let keys = column(|c| c.unique_key.as_deref());
+    let external_ids = column(|c| c.external_id.as_deref());
+    let data = column(|c| Some(c.data.as_str()));
+    let msg_ids = column(|c| Some(c.event.msg_id.as_str()));
+    let subjects = column(|c| Some(c.event.subject.as_str()));
+    let traceparents = column(|c| c.event.traceparent.as_deref());
+    let ids: Vec<Uuid> = batch.iter().map(|c| c.id).collect();
+    let at: Vec<DateTime<Utc>> = batch.iter().map(|c| c.at).collect();
+    let payloads: Vec<&[u8]> = batch.iter().map(|c| c.event.payload.as_slice()).collect();
+    let created: Result<Vec<(Uuid,)>, sqlx::Error> = sqlx::query_as(
+        "WITH input AS ( \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], \
+             $6::text[], $7::timestamptz[], $8::text[], $9::text[], $10::bytea[], $11::text[]) \
+           WITH ORDINALITY AS t(connector, resource_type, id, unique_key, external_id, data, at, \
+             msg_id, subject, payload, traceparent, n)), \
+         created AS ( \
+           INSERT INTO scim_resources \
+           (connector, resource_type, id, unique_key, external_id, data, version, created_at, modified_at) \
+           SELECT connector, resource_type, id, unique_key, external_id, data::jsonb, 1, at, at \
+           FROM input ORDER BY n \
+           ON CONFLICT DO NOTHING RETURNING id), \
+         queued AS ( \
+           INSERT INTO connector_outbox (msg_id, subject, payload, traceparent) \
+           SELECT msg_id, subject, payload, traceparent FROM input \
+           WHERE id IN (SELECT id FROM created) ORDER BY n) \
+         SELECT id FROM created",
+    )
+    .bind(&connectors)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&external_ids)
+    .bind(&data)
+    .bind(&at)
+    .bind(&msg_ids)
+    .bind(&subjects)
+    .bind(&payloads)
+    .bind(&traceparents)
+    .fetch_all(pool)
+    .await;
+    match created {
+        Ok(created) => {
+            let created: HashSet<Uuid> = created.into_iter().map(|(id,)| id).collect();
+            for create in batch {
+                let outcome = if created.contains(&create.id) {
+                    Ok(())
+                } else {
+                    Err(WriteError::Conflict)
+                };
+                // A caller that went away still had its resource written, as before.
+                let _ = create.done.send(outcome);
+            }
+        }
+        Err(error) => {
+            let error = Arc::new(error);
+            for create in batch {
+                let _ = create.done.send(Err(WriteError::Batch(error.clone())));
+            }
+        }
+    }
 }
 
 const COLUMNS: &str = "id, data, version, created_at, modified_at";
@@ -94,7 +227,10 @@ const COLUMNS: &str = "id, data, version, created_at, modified_at";
 impl ScimStore {
     /// Wraps a pool.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            creates: Arc::default(),
+        }
     }
 
     /// Returns the pool.
@@ -179,7 +315,8 @@ impl ScimStore {
             .collect())
     }
 
-    /// Creates a resource and queues its event.
+    /// Creates a resource and queues its event. Creates arriving together are written
+    /// together (see [`write_creates`]); each caller learns its own outcome.
     #[allow(clippy::too_many_arguments)]
     pub async fn create(
         &self,
@@ -191,31 +328,29 @@ impl ScimStore {
         at: DateTime<Utc>,
         event: &OutboxRow,
     ) -> Result<(), WriteError> {
-        // One statement, so one round trip and atomic without a transaction block: the
-        // resource and its event are written together or not at all.
-        sqlx::query(
-            "WITH created AS ( \
-               INSERT INTO scim_resources \
-               (connector, resource_type, id, unique_key, external_id, data, version, created_at, modified_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7) RETURNING id) \
-             INSERT INTO connector_outbox (msg_id, subject, payload, traceparent) \
-             SELECT $8, $9, $10, $11 FROM created",
-        )
-        .bind(connector)
-        .bind(rt)
-        .bind(id)
-        .bind(unique_key)
-        .bind(data.get("externalId").and_then(Json::as_str))
-        .bind(sqlx::types::Json(data))
-        .bind(at)
-        .bind(&event.msg_id)
-        .bind(&event.subject)
-        .bind(&event.payload)
-        .bind(event.traceparent.as_deref())
-        .execute(&self.pool)
-        .await
-        .map_err(WriteError::from_insert)?;
-        Ok(())
+        let (done, outcome) = oneshot::channel();
+        let create = PendingCreate {
+            connector: connector.to_owned(),
+            resource_type: rt.to_owned(),
+            id,
+            unique_key: unique_key.map(str::to_owned),
+            external_id: data
+                .get("externalId")
+                .and_then(Json::as_str)
+                .map(str::to_owned),
+            data: serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned()),
+            at,
+            event: event.clone(),
+            done,
+        };
+        let creates = self
+            .creates
+            .get_or_init(|| spawn_creates(self.pool.clone()));
+        creates
+            .send(create)
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        outcome.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Replaces a resource if it is still at `expected`; returns false if it is not (or is
