@@ -537,10 +537,12 @@ impl Importer {
         let mut up_digests = Vec::new();
         let mut up_attrs = Vec::new();
         let mut events = Vec::new();
-        for record in &records {
+        // The records are consumed: each one's attributes move into its event.
+        for record in records {
             let id = record.external_id.as_str();
             let (json, d) = stored_form(&record.attributes);
-            let kind = match existing.get(id) {
+            let previous = existing.get(id);
+            let kind = match previous {
                 None => "joiner",
                 Some((old, _)) if *old == d => {
                     outcome.unchanged += 1;
@@ -555,7 +557,7 @@ impl Importer {
             }
             if outcome.changes.len() < REPORT_LIMIT {
                 // A stored record that no longer reads names every attribute as changed.
-                let changed = match existing.get(id) {
+                let changed = match previous {
                     Some((_, old)) => changed_names(
                         &serde_json::from_slice(old).unwrap_or_default(),
                         &record.attributes,
@@ -574,14 +576,14 @@ impl Importer {
                 id,
                 &format!("hr/{import_id}/{object_type}/{id}"),
                 ChangeOperation::Upsert,
-                record.attributes.clone(),
+                record.attributes,
                 now,
             )?;
             events.push(OutboxRow::with_traceparent(
                 event,
                 traceparent.map(str::to_owned),
             ));
-            up_ids.push(id);
+            up_ids.push(record.external_id.as_str().to_owned());
             up_digests.push(d);
             up_attrs.push(json);
         }

@@ -1019,7 +1019,7 @@ async fn create(
                 key.as_deref(),
                 &data,
                 now,
-                &event,
+                event,
             )
             .await
         {

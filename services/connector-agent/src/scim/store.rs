@@ -326,7 +326,7 @@ impl ScimStore {
         unique_key: Option<&str>,
         data: &Map<String, Json>,
         at: DateTime<Utc>,
-        event: &OutboxRow,
+        event: OutboxRow,
     ) -> Result<(), WriteError> {
         let (done, outcome) = oneshot::channel();
         let create = PendingCreate {
@@ -340,7 +340,7 @@ impl ScimStore {
                 .map(str::to_owned),
             data: serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned()),
             at,
-            event: event.clone(),
+            event,
             done,
         };
         let creates = self
