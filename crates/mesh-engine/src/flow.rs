@@ -11,6 +11,7 @@
 //! so a rule whose value became null or failed no longer contributes.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mesh_expr::EvalContext;
@@ -30,8 +31,9 @@ pub enum Source {
     /// An inbound flow rule over a connector object.
     #[serde(rename_all = "camelCase")]
     Flow {
-        /// The connector object.
-        connector_object: ConnectorObjectRef,
+        /// The connector object: one shared copy for all the contributions of one flow, and
+        /// for the lineage entries they win (a reference count, not three, per copy).
+        connector_object: Arc<ConnectorObjectRef>,
         /// The flow rule.
         rule: RuleName,
     },
@@ -58,7 +60,7 @@ impl Source {
         match self {
             Self::Flow {
                 connector_object, ..
-            } => Some(connector_object),
+            } => Some(connector_object.as_ref()),
             _ => None,
         }
     }
@@ -159,6 +161,8 @@ pub fn flow(
     // Sized up front: the contributions are kept for as long as the object is joined.
     let mut contributions = Vec::with_capacity(applicable().count());
     let mut transform_errors = Vec::new();
+    // The source of every contribution, made at the first.
+    let mut shared_object: Option<Arc<ConnectorObjectRef>> = None;
     for rule in applicable() {
         let value = match (&rule.transform, &rule.source_attribute) {
             (Some(script), _) => match script.program.eval(attributes, &context) {
@@ -209,7 +213,9 @@ pub fn flow(
             value,
             confidence: rule.confidence,
             source: Source::Flow {
-                connector_object: object.clone(),
+                connector_object: Arc::clone(
+                    shared_object.get_or_insert_with(|| Arc::new(object.clone())),
+                ),
                 rule: rule.name.clone(),
             },
             event,

@@ -397,12 +397,40 @@ pub(crate) fn run_filter(
     attributes: &Attributes,
     context: &EvalContext,
 ) -> Result<Result<bool, ValueKind>, EvalError> {
+    if let Some(holds) = text_comparison(root, attributes) {
+        return Ok(Ok(holds));
+    }
     let mut eval = Eval::new(attributes, context);
     Ok(match eval.eval(root)? {
         Val::Bool(b) => Ok(b),
         Val::Null => Ok(false),
         other => Err(other.kind()),
     })
+}
+
+/// The commonest filter, an attribute compared with a text by `==` or `!=` (`status ==
+/// "Terminated"`, `department != "Contractors"`), decided without an evaluator when the
+/// attribute holds text: two texts are equal exactly when they are the same text (see
+/// [`equals`]). `None` for any other filter or value, which the evaluator decides.
+fn text_comparison(root: &Node, attributes: &Attributes) -> Option<bool> {
+    let NodeKind::Compare { op, lhs, rhs } = &root.kind else {
+        return None;
+    };
+    let equal = match (&lhs.kind, &rhs.kind) {
+        (NodeKind::Attr(name), NodeKind::Const(Value::String(text)))
+        | (NodeKind::Const(Value::String(text)), NodeKind::Attr(name)) => {
+            match attributes.get(name)? {
+                Value::String(value) => value.as_str() == text.as_str(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    match op {
+        CmpOp::Eq => Some(equal),
+        CmpOp::Ne => Some(!equal),
+        _ => None,
+    }
 }
 
 /// Evaluates `root` to an owned value.
@@ -413,4 +441,64 @@ pub(crate) fn run(
 ) -> Result<Value, EvalError> {
     let mut eval = Eval::new(attributes, context);
     eval.eval(root).map(Val::into_value)
+}
+
+#[cfg(test)]
+mod tests {
+    use mesh_model::{AttributeName, Attributes, Value};
+
+    use super::{Eval, EvalContext, Val, text_comparison};
+    use crate::program::compile_filter;
+
+    /// The shortcut for `attribute == "text"` decides exactly as the evaluator does, or
+    /// leaves the filter to it.
+    #[test]
+    fn text_comparisons_decide_as_the_evaluator() {
+        let values = [
+            Value::from("Terminated"),
+            Value::from("terminated"),
+            Value::from("Terminated "),
+            Value::from(""),
+            Value::from("1"),
+            Value::from("2026-01-01T00:00:00Z"),
+            Value::Integer(1),
+            Value::Bool(true),
+            Value::Null,
+            Value::List(vec![Value::from("Terminated")]),
+        ];
+        let filters = [
+            r#"status == "Terminated""#,
+            r#"status != "Terminated""#,
+            r#""Terminated" == status"#,
+            r#"status == "1""#,
+            r#"status != "2026-01-01T00:00:00Z""#,
+            r#"status == """#,
+        ];
+        let context = EvalContext::new(chrono::DateTime::UNIX_EPOCH);
+        let mut decided = 0;
+        for filter in filters {
+            let program = compile_filter(filter, None).unwrap();
+            for value in values.iter().cloned().map(Some).chain([None]) {
+                let mut attributes = Attributes::new();
+                if let Some(value) = value.clone() {
+                    attributes.insert(AttributeName::parse("status").unwrap(), value);
+                }
+                let evaluated = match Eval::new(&attributes, &context).eval(program.root()) {
+                    Ok(Val::Bool(holds)) => holds,
+                    other => panic!("{filter} on {value:?}: {other:?}"),
+                };
+                if let Some(holds) = text_comparison(program.root(), &attributes) {
+                    assert_eq!(holds, evaluated, "{filter} on {value:?}");
+                    decided += 1;
+                }
+                assert_eq!(
+                    program.eval_filter(&attributes, &context),
+                    Ok(evaluated),
+                    "{filter} on {value:?}"
+                );
+            }
+        }
+        // Every filter over each of the six texts.
+        assert_eq!(decided, filters.len() * 6);
+    }
 }

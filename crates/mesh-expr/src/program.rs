@@ -108,6 +108,12 @@ impl Program {
         }
     }
 
+    /// Returns the compiled expression, for the evaluator's own tests.
+    #[cfg(test)]
+    pub(crate) fn root(&self) -> &Node {
+        &self.inner.root
+    }
+
     /// Returns the source the program was compiled from.
     pub fn source(&self) -> &str {
         &self.inner.source

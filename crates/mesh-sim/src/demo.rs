@@ -79,7 +79,7 @@ pub fn render(world: &World, rule_files: usize, events: usize) -> String {
         let joined: Vec<String> = record
             .links
             .iter()
-            .map(|l| format!("{}:{}", l.connector, l.external_id))
+            .map(|l| format!("{}:{}", l.object.connector, l.object.external_id))
             .collect();
         let _ = writeln!(out, "  joined: {}", joined.join(", "));
         for (name, value) in &state.attributes {
@@ -95,9 +95,9 @@ pub fn render(world: &World, rule_files: usize, events: usize) -> String {
                 Source::Override => "override".to_owned(),
             };
             let others: Vec<String> = record
-                .contributions
+                .links
                 .iter()
-                .flat_map(|(_, contributions)| contributions)
+                .flat_map(|l| &l.contributions)
                 .chain(&record.composed)
                 .filter(|c| c.attribute == *name && c.source != lineage.source)
                 .map(|c| {

@@ -176,7 +176,7 @@ impl Report {
                         let mut names: Vec<String> = record
                             .links
                             .iter()
-                            .map(|l| l.connector.to_string())
+                            .map(|l| l.object.connector.to_string())
                             .collect();
                         names.dedup();
                         names

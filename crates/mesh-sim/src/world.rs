@@ -43,19 +43,31 @@ pub struct ConnectorObjectRecord {
 pub struct MeshRecord {
     /// The resolved state.
     pub state: MeshObjectState,
-    /// The connector objects joined to it.
+    /// The connector objects joined to it, in order, each with its raw attributes and its flow
+    /// contributions.
     ///
-    /// In order. A mesh object has a few links, and a sorted vector holds them in a tenth of
-    /// the memory of a B-tree node (the same holds for `contributions`).
-    pub links: Vec<ConnectorObjectRef>,
-    /// The flow contributions, per connector object, in the order of the connector objects.
-    pub contributions: Vec<(ConnectorObjectRef, Vec<Contribution>)>,
+    /// A mesh object has a few links, and a sorted vector holds them in a tenth of the memory
+    /// of a B-tree node.
+    pub links: Vec<JoinedObject>,
     /// The composer contributions of the last resolution.
     pub composed: Vec<Contribution>,
     /// Per-object overrides.
     pub overrides: BTreeMap<AttributeName, Override>,
     /// What each target holds.
     pub targets: BTreeMap<ConnectorId, TargetState>,
+}
+
+/// A connector object joined to a mesh object, as the mesh object keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinedObject {
+    /// The connector object.
+    pub object: ConnectorObjectRef,
+    /// Its raw attributes: a shared copy of the management space's, kept here so that
+    /// resolving the mesh object (lifecycle reads them) needs no search of the management
+    /// space.
+    pub attributes: Attributes,
+    /// Its flow contributions.
+    pub contributions: Vec<Contribution>,
 }
 
 /// The hash maps of the world: keyed by connector object references and mesh object ids, with
@@ -576,16 +588,20 @@ impl World {
         );
         self.trace.extend(correlation.trace.into_lines());
         // The flow stage's work for a joined object, done while its attributes are at hand
-        // (before they move into the management space); its outcome is used below, in order.
+        // (before they move into the management space); its outcome is used below, in order,
+        // with a shared copy of the attributes for the mesh object's link.
         let flowed = match &correlation.outcome {
-            JoinState::Joined { mesh_object, .. } => Some(flow(
-                &self.rules,
-                &object,
-                &attributes,
-                *mesh_object,
-                event,
-                self.now,
-                self.new_trace(),
+            JoinState::Joined { mesh_object, .. } => Some((
+                flow(
+                    &self.rules,
+                    &object,
+                    &attributes,
+                    *mesh_object,
+                    event,
+                    self.now,
+                    self.new_trace(),
+                ),
+                attributes.clone(),
             )),
             _ => None,
         };
@@ -618,7 +634,6 @@ impl World {
             self.mesh.entry(new.id).or_insert_with(|| MeshRecord {
                 state: MeshObjectState::new(new.id, new.object_type, Some(new.anchor)),
                 links: Vec::new(),
-                contributions: Vec::new(),
                 composed: Vec::new(),
                 overrides: BTreeMap::new(),
                 targets: BTreeMap::new(),
@@ -627,43 +642,39 @@ impl World {
         if let Some(previous) = correlation.previous_mesh_object
             && let Some(record) = self.mesh.get_mut(&previous)
         {
-            if let Ok(at) = record.links.binary_search(&object) {
-                record.links.remove(at);
-            }
-            let withdrawn = match record
-                .contributions
-                .binary_search_by(|(o, _)| o.cmp(&object))
-            {
-                Ok(at) => record.contributions.remove(at).1,
+            let withdrawn = match record.links.binary_search_by(|l| l.object.cmp(&object)) {
+                Ok(at) => record.links.remove(at).contributions,
                 Err(_) => Vec::new(),
             };
             let changed = attributes_of(&withdrawn, &[]);
             self.recompute(previous, event, Some(changed), queue);
         }
         if let JoinState::Joined { mesh_object, .. } = correlation.outcome
-            && let Some(outcome) = flowed
+            && let Some((outcome, linked_attributes)) = flowed
         {
             self.trace.extend(outcome.trace.into_lines());
             self.transform_errors.extend(outcome.transform_errors);
             let mut changed = ChangedAttributes::new();
             if let Some(record) = self.mesh.get_mut(&mesh_object) {
-                if let Err(at) = record.links.binary_search(&object) {
-                    record.links.insert(at, object.clone());
-                }
                 let added = outcome.contributions;
-                match record
-                    .contributions
-                    .binary_search_by(|(o, _)| o.cmp(&object))
-                {
+                match record.links.binary_search_by(|l| l.object.cmp(&object)) {
                     Ok(at) => {
-                        if let Some((_, slot)) = record.contributions.get_mut(at) {
-                            changed = attributes_of(slot, &added);
-                            *slot = added;
+                        if let Some(link) = record.links.get_mut(at) {
+                            changed = attributes_of(&link.contributions, &added);
+                            link.contributions = added;
+                            link.attributes = linked_attributes;
                         }
                     }
                     Err(at) => {
                         changed = attributes_of(&[], &added);
-                        record.contributions.insert(at, (object, added));
+                        record.links.insert(
+                            at,
+                            JoinedObject {
+                                object,
+                                attributes: linked_attributes,
+                                contributions: added,
+                            },
+                        );
                     }
                 }
             }
@@ -686,21 +697,17 @@ impl World {
         let Some(record) = self.mesh.get_mut(&id) else {
             return;
         };
-        let contributions: SmallVec<[&Contribution; 16]> = record
-            .contributions
-            .iter()
-            .flat_map(|(_, contributions)| contributions)
-            .collect();
-        let links: SmallVec<[Link<'_>; 4]> = record
-            .links
-            .iter()
-            .filter_map(|object| {
-                self.objects.get(object).map(|o| Link {
-                    object,
-                    attributes: &o.attributes,
-                })
-            })
-            .collect();
+        let mut contributions: SmallVec<[&Contribution; 16]> = SmallVec::new();
+        let mut links: SmallVec<[Link<'_>; 4]> = SmallVec::new();
+        for link in &record.links {
+            // A loop, not a flattened iterator: a flattened one has no exact length, so its
+            // elements are pushed one by one, each checking for room.
+            contributions.extend(link.contributions.iter());
+            links.push(Link {
+                object: &link.object,
+                attributes: &link.attributes,
+            });
+        }
         let was_new = record.state.version == 0;
         let update = update_mesh_object_in_place(
             &self.rules,

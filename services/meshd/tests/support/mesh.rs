@@ -603,7 +603,7 @@ pub fn world_state(world: &World) -> Json {
                 "lifecycle": state.lifecycle.as_str(),
                 "attributes": attributes_to_json(&state.attributes),
                 "lineage": serde_json::to_value(&state.lineage).unwrap(),
-                "links": record.links.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "links": record.links.iter().map(|l| l.object.to_string()).collect::<Vec<_>>(),
             })
         })
         .collect();

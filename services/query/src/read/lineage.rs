@@ -169,7 +169,7 @@ fn source_fields(
         } => (
             v1::ContributionKind::InboundFlow,
             connector_object.connector.to_string(),
-            Some(connector_object.clone().into()),
+            Some(connector_object.as_ref().clone().into()),
         ),
         Source::Composer { .. } | Source::Override => {
             (v1::ContributionKind::Composer, String::new(), None)
