@@ -43,7 +43,7 @@ pub use load::{LoadError, Problem, SourceFile, Validation, load, validate};
 pub use port::{
     DisconnectorDirectory, Found, JoinLookups, MeshDirectory, join_key, join_key_ref, join_key_text,
 };
-pub use project::{ProjectInput, Projection, TargetState, project};
+pub use project::{HeldTargets, ProjectInput, Projection, TargetState, project};
 pub use resolve::{
     InPlaceUpdate, Lineage, MeshObjectState, MeshObjectUpdate, Override, Reresolved, StoredSource,
     UpdateInput, UpdateSources, resolve_from_sources, sort_in_resolution_order, update_mesh_object,

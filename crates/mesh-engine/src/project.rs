@@ -85,10 +85,34 @@ pub struct ProjectInput<'a> {
     pub lifecycle: LifecycleState,
     /// Its resolved attributes now.
     pub attributes: &'a Attributes,
-    /// What each target holds for it now, by target connector.
-    pub targets: &'a BTreeMap<ConnectorId, TargetState>,
+    /// What each target holds for it now, by target connector: the services' map, or the
+    /// simulator's sorted list.
+    pub targets: &'a dyn HeldTargets,
     /// The event that caused the projection.
     pub cause: EventId,
+}
+
+/// What a mesh object's targets hold, by target connector.
+pub trait HeldTargets: std::fmt::Debug {
+    /// What `target` holds, if anything.
+    fn held(&self, target: &ConnectorId) -> Option<&TargetState>;
+}
+
+impl HeldTargets for BTreeMap<ConnectorId, TargetState> {
+    fn held(&self, target: &ConnectorId) -> Option<&TargetState> {
+        self.get(target)
+    }
+}
+
+/// A list sorted by target connector, one entry per target: a mesh object projects to a few
+/// targets, and a list holds two in a tenth of the memory of a B-tree node.
+impl HeldTargets for Vec<(ConnectorId, TargetState)> {
+    fn held(&self, target: &ConnectorId) -> Option<&TargetState> {
+        self.binary_search_by(|(t, _)| t.cmp(target))
+            .ok()
+            .and_then(|at| self.get(at))
+            .map(|(_, state)| state)
+    }
 }
 
 /// The projection stage's outcome for one mesh object.
@@ -163,7 +187,7 @@ pub fn project(
         if rule.object_type != *input.object_type {
             continue;
         }
-        let current = input.targets.get(&rule.target);
+        let current = input.targets.held(&rule.target);
         let in_scope = if input.lifecycle != LifecycleState::Active {
             trace.note(|| {
                 format!(

@@ -53,8 +53,8 @@ pub struct MeshRecord {
     pub composed: Vec<Contribution>,
     /// Per-object overrides.
     pub overrides: BTreeMap<AttributeName, Override>,
-    /// What each target holds.
-    pub targets: BTreeMap<ConnectorId, TargetState>,
+    /// What each target holds, sorted by target (see [`mesh_engine::HeldTargets`]).
+    pub targets: Vec<(ConnectorId, TargetState)>,
 }
 
 /// A connector object joined to a mesh object, as the mesh object keeps it.
@@ -387,7 +387,7 @@ impl World {
                     .mesh
                     .iter()
                     .filter(|(_, r)| {
-                        r.targets.values().any(|t| {
+                        r.targets.iter().any(|(_, t)| {
                             matches!(t, TargetState::Disabled { delete_after: Some(d), .. } if *d <= self.now)
                         })
                     })
@@ -636,7 +636,7 @@ impl World {
                 links: Vec::new(),
                 composed: Vec::new(),
                 overrides: BTreeMap::new(),
-                targets: BTreeMap::new(),
+                targets: Vec::new(),
             });
         }
         if let Some(previous) = correlation.previous_mesh_object
@@ -789,13 +789,18 @@ impl World {
         }
         if let Some(record) = self.mesh.get_mut(&id) {
             for (target, state) in projection.targets {
-                match state {
-                    Some(state) => {
-                        record.targets.insert(target, state);
+                let at = record.targets.binary_search_by(|(t, _)| t.cmp(&target));
+                match (state, at) {
+                    (Some(state), Ok(at)) => {
+                        if let Some((_, slot)) = record.targets.get_mut(at) {
+                            *slot = state;
+                        }
                     }
-                    None => {
-                        record.targets.remove(&target);
+                    (Some(state), Err(at)) => record.targets.insert(at, (target, state)),
+                    (None, Ok(at)) => {
+                        record.targets.remove(at);
                     }
+                    (None, Err(_)) => {}
                 }
             }
         }

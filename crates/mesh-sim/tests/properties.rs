@@ -242,7 +242,7 @@ proptest! {
         }
         for record in world.mesh_objects().values() {
             prop_assert!(record.state.lifecycle != mesh_model::LifecycleState::Active);
-            for state in record.targets.values() {
+            for (_, state) in &record.targets {
                 prop_assert!(
                     matches!(state, TargetState::Disabled { .. }),
                     "{:?}", state
