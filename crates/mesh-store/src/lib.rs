@@ -127,18 +127,21 @@ pub fn connect_options(
 /// Opens a pool on `url` with at most `max_connections` connections, failing fast (5 s) if
 /// PostgreSQL does not answer.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
-    connect_with(connect_options(url, None)?, max_connections).await
+    connect_with(connect_options(url, None)?, max_connections, 0).await
 }
 
 /// Opens a pool with `options` (see [`connect_options`]), failing fast (5 s) if PostgreSQL does
-/// not answer.
+/// not answer. It keeps `min_connections` open while idle (opened in the background), and
+/// opens the others when needed.
 pub async fn connect_with(
     options: PgConnectOptions,
     max_connections: u32,
+    min_connections: u32,
 ) -> Result<PgPool, StoreError> {
     let host = format!("{}:{}", options.get_host(), options.get_port());
     PgPoolOptions::new()
         .max_connections(max_connections)
+        .min_connections(min_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await
@@ -151,15 +154,55 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, StoreErro
     Ok(connect_lazy_with(
         connect_options(url, None)?,
         max_connections,
+        0,
     ))
 }
 
-/// Like [`connect_lazy`], with `options` (see [`connect_options`]).
-pub fn connect_lazy_with(options: PgConnectOptions, max_connections: u32) -> PgPool {
-    PgPoolOptions::new()
+/// Like [`connect_lazy`], with `options` (see [`connect_options`]), keeping `min_connections`
+/// open while idle once PostgreSQL answers (opened in the background). Call it inside a Tokio
+/// runtime when `min_connections` is not 0.
+pub fn connect_lazy_with(
+    options: PgConnectOptions,
+    max_connections: u32,
+    min_connections: u32,
+) -> PgPool {
+    let pool = PgPoolOptions::new()
         .max_connections(max_connections)
+        .min_connections(min_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options)
+        .connect_lazy_with(options);
+    if min_connections > 0 {
+        tokio::spawn(open_minimum(pool.clone(), min_connections));
+    }
+    pool
+}
+
+/// Opens `min_connections` of `pool` as soon as PostgreSQL answers. sqlx keeps a lazy pool's
+/// minimum only once it has closed an idle connection (every ten minutes at most), not from
+/// the start; from then on it keeps it.
+async fn open_minimum(pool: PgPool, min_connections: u32) {
+    let mut delay = Duration::from_millis(100);
+    while !pool.is_closed() {
+        let mut held = Vec::new();
+        let mut failure = None;
+        for _ in 0..min_connections {
+            match pool.acquire().await {
+                Ok(connection) => held.push(connection),
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        // Released together, they wait idle in the pool.
+        drop(held);
+        let Some(error) = failure else {
+            return;
+        };
+        tracing::debug!(%error, "opening the pool's minimum of connections; trying again");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Applies every pending migration. Safe to run concurrently from several processes: sqlx

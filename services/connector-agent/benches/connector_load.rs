@@ -8,7 +8,8 @@
 //!
 //! `cargo bench -p connector-agent --bench connector_load`; sizes via `BENCH_SCIM_CREATES`
 //! (default 20000), `BENCH_GET_RATE` (1000/s), `BENCH_GET_SECONDS` (10), `BENCH_HR_ROWS`
-//! (1000000), `BENCH_CLIENTS` (32).
+//! (1000000), `BENCH_CLIENTS` (32), `BENCH_MIN_CONNECTIONS` (16: the PostgreSQL connections
+//! kept open while idle, of 16).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -118,7 +119,13 @@ async fn main() {
 
     let nats = NatsServer::start().await.expect("nats-server");
     let db = TestDatabase::create().await.expect("database");
-    let pool = mesh_store::connect(db.url(), 16).await.expect("pool");
+    // The pool of a connector agent configured for bursts of reads after a quiet spell
+    // (`postgres.min_connections`, docs/configuration.md): all 16 connections kept open.
+    let min_connections = u32::try_from(env("BENCH_MIN_CONNECTIONS", 16)).expect("a pool size");
+    let options = mesh_store::connect_options(db.url(), None).expect("url");
+    let pool = mesh_store::connect_with(options, 16, min_connections)
+        .await
+        .expect("pool");
     mesh_store::migrate(&pool).await.expect("migrate");
     let bus = Bus::connect(&mesh_bus::ConnectOptions {
         url: nats.url(),

@@ -186,6 +186,7 @@ impl App {
         let pool = mesh_store::connect_lazy_with(
             postgres_options(&config.postgres).context("setting up the PostgreSQL pool")?,
             config.postgres.max_connections,
+            config.postgres.min_connections,
         );
 
         let readiness = Readiness::new(config.admin.readiness_timeout);
@@ -312,7 +313,7 @@ pub fn postgres_options(
 
 /// Applies the embedded PostgreSQL migrations (`meshd migrate`).
 pub async fn migrate(config: &MeshConfig) -> anyhow::Result<()> {
-    let pool = mesh_store::connect_with(postgres_options(&config.postgres)?, 2)
+    let pool = mesh_store::connect_with(postgres_options(&config.postgres)?, 2, 0)
         .await
         .with_context(|| format!("connecting to {}", config.postgres.url.redacted()))?;
     mesh_store::migrate(&pool).await.context("migrating")?;

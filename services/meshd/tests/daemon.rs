@@ -290,7 +290,7 @@ async fn postgres_tls_mode_is_applied() {
         std::fs::write(&path, text).unwrap();
         let config = MeshConfig::load(Some(&path)).unwrap();
         let options = meshd::postgres_options(&config.postgres).unwrap();
-        let pool = mesh_store::connect_with(options, 1).await.unwrap();
+        let pool = mesh_store::connect_with(options, 1, 0).await.unwrap();
         let encrypted: bool =
             sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
                 .fetch_one(&pool)

@@ -247,6 +247,11 @@ pub struct PostgresConfig {
     pub url: SecretUrl,
     /// Pool size. Default 10.
     pub max_connections: u32,
+    /// Connections the pool keeps open while idle, at most `max_connections`. Default 0:
+    /// connections open when needed. Opening one is a TLS handshake and an authentication,
+    /// so a service that gets bursts of requests after quiet spells (the connector agent's
+    /// SCIM server) keeps enough open for a burst.
+    pub min_connections: u32,
     /// TLS mode; when unset, the URL's `sslmode` (or the driver's default, `prefer`) applies.
     pub tls_mode: Option<PgTlsMode>,
 }
@@ -256,6 +261,7 @@ impl Default for PostgresConfig {
         Self {
             url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/identitymesh"),
             max_connections: 10,
+            min_connections: 0,
             tls_mode: None,
         }
     }
@@ -508,6 +514,14 @@ impl MeshConfig {
             self.postgres.max_connections >= 1,
             "postgres.max_connections",
             "must be at least 1".to_owned(),
+        );
+        require(
+            self.postgres.min_connections <= self.postgres.max_connections,
+            "postgres.min_connections",
+            format!(
+                "must be at most postgres.max_connections ({})",
+                self.postgres.max_connections
+            ),
         );
         require(
             scheme_in(&self.redis.url, &["redis", "rediss", "redis+unix", "unix"]),

@@ -290,3 +290,22 @@ fn connector_agent_rate_limit_defaults_off_switch_and_burst_check() {
         Ok(())
     });
 }
+
+#[test]
+fn postgres_min_connections_from_env_and_at_most_the_pool_size() {
+    Jail::expect_with(|jail| {
+        let config = MeshConfig::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.postgres.min_connections, 0);
+        jail.set_env("MESH_POSTGRES__MIN_CONNECTIONS", "10");
+        let config = MeshConfig::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.postgres.min_connections, 10);
+        jail.set_env("MESH_POSTGRES__MIN_CONNECTIONS", "11");
+        let message = load_err(None).to_string();
+        assert!(
+            message.contains("postgres.min_connections")
+                && message.contains("must be at most postgres.max_connections (10)"),
+            "{message}"
+        );
+        Ok(())
+    });
+}
