@@ -183,26 +183,28 @@ pub fn connect_lazy_with(
 async fn open_minimum(pool: PgPool, min_connections: u32) {
     let mut delay = Duration::from_millis(100);
     while !pool.is_closed() {
-        let mut held = Vec::new();
-        let mut failure = None;
-        for _ in 0..min_connections {
-            match pool.acquire().await {
-                Ok(connection) => held.push(connection),
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
-        // Released together, they wait idle in the pool.
-        drop(held);
-        let Some(error) = failure else {
-            return;
+        // Held together, then released together: they wait idle in the pool. On an error
+        // the ones opened so far are released too.
+        let error = match hold(&pool, min_connections).await {
+            Ok(_) => return,
+            Err(error) => error,
         };
         tracing::debug!(%error, "opening the pool's minimum of connections; trying again");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Takes `count` connections of `pool` at once.
+async fn hold(
+    pool: &PgPool,
+    count: u32,
+) -> Result<Vec<sqlx::pool::PoolConnection<sqlx::Postgres>>, sqlx::Error> {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        held.push(pool.acquire().await?);
+    }
+    Ok(held)
 }
 
 /// Applies every pending migration. Safe to run concurrently from several processes: sqlx
